@@ -68,6 +68,8 @@ typedef struct dp_grad_stats {
     double loss_sum;   /* sum of per-example (weighted) cross-entropy */
     size_t n_clipped;  /* examples whose gradient was scaled down */
     size_t n_nonfinite;/* examples whose gradient was non-finite and zeroed */
+    /* wall seconds per phase, accumulated (for bench/train's phase table) */
+    double t_forward, t_backward, t_norms, t_wgrad;
 } dp_grad_stats;
 
 /* ACCUMULATE into grad[P] the sum over the n examples (X [n, d] row-major,
