@@ -17,4 +17,5 @@
 #include "mlp.h"
 #include "dp.h"
 #include "accountant.h"
+#include "ledger.h"
 #endif
