@@ -1,0 +1,188 @@
+/*
+ * train.h: DP-SGD training of an MLP on one dataset split (DESIGN.md
+ * algorithms 1-4): the configuration (Opacus's knob names), the privacy plan
+ * from which both batch selection and accounting derive, and a trainer handle
+ * that steps, runs with a progress callback, checkpoints and resumes.
+ * Relies on dataset.h, mlp.h, dp.h, accountant.h and ledger.h.
+ */
+#ifndef DPSGD_TRAIN_H
+#define DPSGD_TRAIN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "accountant.h"
+#include "dataset.h"
+#include "ledger.h"
+#include "mlp.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DP_TRAIN_MAX_CLASSES 64
+
+typedef enum dp_optimizer_kind {
+    DP_OPT_SGD = 0,      /* p -= lr g */
+    DP_OPT_MOMENTUM = 1, /* v = mu v + g; p -= lr v (PyTorch's SGD with momentum) */
+    DP_OPT_ADAM = 2      /* Kingma & Ba 2015, bias-corrected */
+} dp_optimizer_kind;
+
+typedef enum dp_lr_schedule {
+    DP_LR_CONSTANT = 0, /* lr */
+    DP_LR_COSINE = 1    /* lr * (1 + cos(pi t / T)) / 2 over the T planned steps */
+} dp_lr_schedule;
+
+/* Everything that defines a run. dp_train_config_default fills the defaults;
+ * zero means "unset" where a comment says so. */
+typedef struct dp_train_config {
+    /* model */
+    int n_hidden;                     /* hidden layers (default 2) */
+    int hidden[DP_MLP_MAX_LAYERS];    /* widths (default 64, 64) */
+    dp_activation activation;         /* default ReLU */
+    int n_class_weight;               /* 0: unweighted; else = classes of the dataset */
+    float class_weight[DP_TRAIN_MAX_CLASSES];
+    /* optimisation */
+    dp_optimizer_kind optimizer;      /* default SGD */
+    double lr;                        /* default 0.1 */
+    double momentum;                  /* default 0.9 (momentum optimizer) */
+    double adam_beta1, adam_beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
+    dp_lr_schedule lr_schedule;       /* default constant */
+    int epochs;                       /* default 5 */
+    uint64_t max_steps;               /* 0: epochs * steps per epoch; else this many steps */
+    double batch_size;                /* expected batch size B (default 256): q = B / N */
+    double sample_rate;               /* q directly; 0: from batch_size */
+    size_t micro_batch;               /* rows per micro-batch (memory bound; default 256) */
+    /* privacy */
+    int private_;                     /* 1: DP-SGD (default); 0: --no-dp, not private */
+    dp_clip_config clip;              /* default flat, max_grad_norm 1.0 */
+    double noise_multiplier;          /* sigma; 0: calibrate from target_epsilon */
+    double target_epsilon;            /* 0: no budget (needs noise_multiplier) */
+    double target_delta;              /* default 1e-5 */
+    dp_accountant_kind accountant;    /* default RDP */
+    /* randomness */
+    int seeded;                       /* 1: all keys from `seed` (reproducible; privacy.json says so) */
+    uint64_t seed;
+    int noise_ahead;                  /* 1 (default): a thread draws step t+1's noise during step t */
+} dp_train_config;
+
+DP_API void dp_train_config_default(dp_train_config *cfg);
+
+/* The plan: the one object from which the sampler (q, N) and the ledger
+ * (q, sigma, steps) both read, so accounting cannot describe a sampling
+ * scheme other than the one that ran. Every field comes from public
+ * parameters (configuration and the split's row count), never from a
+ * realised batch. */
+typedef struct dp_train_plan {
+    size_t n_total;            /* N: rows of the training split */
+    double sample_rate;        /* q: Poisson inclusion probability of each row at each step */
+    double expected_batch;     /* q N: the divisor of every private update */
+    uint64_t steps_per_epoch;  /* round(1 / q) */
+    uint64_t steps;            /* planned steps */
+    uint64_t budget_steps;     /* the most steps the budget allows (= steps without a budget) */
+    double noise_multiplier;   /* sigma (0 when not private) */
+    double sensitivity;        /* L2 bound of one example's clipped gradient (C) */
+    double noise_std;          /* sigma C, per coordinate of the summed gradient */
+    double prior_epsilon;      /* epsilon of the dataset's earlier ledger entries alone */
+    size_t n_prior;            /* how many earlier entries (prep's DP statistics) */
+} dp_train_plan;
+
+typedef struct dp_trainer dp_trainer;
+
+/* Wall seconds per phase, accumulated over the steps done by this process. */
+typedef struct dp_train_timings {
+    double sample, gather, forward, backward, norms, wgrad, noise, optimizer, total;
+    uint64_t steps;
+    uint64_t examples; /* realised batch sizes summed (not private) */
+} dp_train_timings;
+
+/* What the callback sees after each step. loss depends on the private data
+ * and is NOT private: a caller that shows or logs it must say so. */
+typedef struct dp_step_info {
+    uint64_t step;            /* steps done so far (this one included) */
+    uint64_t steps;           /* planned (budget-capped) total */
+    uint64_t epoch;           /* 0-based epoch of this step */
+    uint64_t step_in_epoch;   /* 1-based position within the epoch */
+    uint64_t steps_per_epoch;
+    size_t batch;             /* realised batch size (not private) */
+    double loss;              /* mean loss over the realised batch (not private) */
+    size_t n_clipped;         /* examples clipped in this step (not private) */
+    double seconds;           /* wall time of the step */
+} dp_step_info;
+
+/* Return 0 to go on, nonzero to stop after this step. */
+typedef int (*dp_train_callback)(dp_trainer *t, const dp_step_info *info, void *ud);
+
+typedef enum dp_stop_reason {
+    DP_STOP_NONE = 0,     /* not stopped (more steps to do) */
+    DP_STOP_DONE = 1,     /* the planned steps are done */
+    DP_STOP_BUDGET = 2,   /* the next step would have exceeded target_epsilon */
+    DP_STOP_CALLBACK = 3  /* the callback asked to stop */
+} dp_stop_reason;
+
+/* Plan the run (q, steps, calibrated sigma composed with the dataset's ledger
+ * entries from meta.json), draw the keys (OS, or from cfg->seed), create and
+ * initialise the network and optimizer. `train` is borrowed and must outlive
+ * the trainer. DP_E_PRIVACY for an infeasible target; DP_E_USAGE for a bad
+ * configuration (q outside (0, 1], class weights of the wrong count, ...). */
+DP_API dp_status dp_trainer_create(const dp_dataset *train, const dp_train_config *cfg,
+                                   dp_trainer **out);
+/* Continue from a checkpoint (see checkpoint.h) on the same training split:
+ * configuration, keys, step, parameters, optimizer state and ledger come from
+ * the file; DP_E_SCHEMA when `train` is not the split it was written for. */
+DP_API dp_status dp_trainer_resume(const dp_dataset *train, const char *checkpoint_path,
+                                   dp_trainer **out);
+DP_API void dp_trainer_destroy(dp_trainer *t);
+
+/* One step: Poisson batch, clipped summed gradient, noise, division by the
+ * expected batch size, optimizer update, ledger tick. DP_E_PRIVACY (and no
+ * change) when the step would exceed the budget; DP_E_RANGE when all planned
+ * steps are done. info may be NULL. */
+DP_API dp_status dp_trainer_step(dp_trainer *t, dp_step_info *info);
+
+/* Steps until the plan is done, the budget stops it, or cb returns nonzero
+ * (cb may be NULL). A budget stop is not an error: see dp_trainer_stop_reason. */
+DP_API dp_status dp_trainer_run(dp_trainer *t, dp_train_callback cb, void *ud);
+DP_API dp_stop_reason dp_trainer_stop_reason(const dp_trainer *t);
+
+/* Write a checkpoint of the whole state (atomic; see checkpoint.h). It holds
+ * the random keys: it is as secret as the data. */
+DP_API dp_status dp_trainer_save(const dp_trainer *t, const char *path);
+
+DP_API const dp_train_config *dp_trainer_config(const dp_trainer *t);
+DP_API const dp_train_plan *dp_trainer_plan(const dp_trainer *t);
+DP_API uint64_t dp_trainer_steps_done(const dp_trainer *t);
+DP_API dp_mlp *dp_trainer_mlp(dp_trainer *t);
+DP_API const dp_ledger *dp_trainer_ledger(const dp_trainer *t);
+DP_API void dp_trainer_timings(const dp_trainer *t, dp_train_timings *out);
+/* Epsilon spent so far (all ledger entries, at target_delta; 0 if not private). */
+DP_API dp_status dp_trainer_epsilon(const dp_trainer *t, double *eps);
+/* 1 when the keys came from cfg->seed (reproducible noise), 0 from the OS. */
+DP_API int dp_trainer_seeded(const dp_trainer *t);
+
+/* Optimizer names <-> kinds ("sgd", "momentum", "adam"; "constant", "cosine"). */
+DP_API const char *dp_optimizer_name(dp_optimizer_kind k);
+DP_API dp_status dp_optimizer_parse(const char *name, dp_optimizer_kind *out);
+DP_API const char *dp_lr_schedule_name(dp_lr_schedule s);
+DP_API dp_status dp_lr_schedule_parse(const char *name, dp_lr_schedule *out);
+
+/* The configuration as a JSON object (for privacy.json, checkpoints and the
+ * report) and back. *json_out is freed with dp_train_free_string. */
+DP_API dp_status dp_train_config_to_json(const dp_train_config *cfg, char **json_out);
+DP_API dp_status dp_train_config_from_json(const char *json, dp_train_config *cfg);
+DP_API void dp_train_free_string(char *s);
+
+/* ---- metrics.jsonl: one JSON object per line, appended and flushed ---- */
+typedef struct dp_metrics dp_metrics;
+/* Open `path` for appending (truncate = 1: start empty). */
+DP_API dp_status dp_metrics_open(const char *path, int truncate, dp_metrics **out);
+/* Append one line: `json_object` must be one JSON object without newlines. */
+DP_API dp_status dp_metrics_write(dp_metrics *m, const char *json_object);
+DP_API void dp_metrics_close(dp_metrics *m);
+/* Keep only the lines of `path` whose "step" is <= max_step (a resumed run
+ * drops what the interrupted run logged after its checkpoint). Atomic. */
+DP_API dp_status dp_metrics_truncate_after(const char *path, uint64_t max_step);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
