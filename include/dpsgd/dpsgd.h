@@ -17,5 +17,6 @@
 #include "mlp.h"
 #include "dp.h"
 #include "accountant.h"
+#include "comm.h"
 #include "ledger.h"
 #endif
