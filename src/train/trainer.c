@@ -1,0 +1,917 @@
+/*
+ * trainer.c: the DP-SGD training step and loop (Abadi et al. 2016; DESIGN.md
+ * algorithms 1-4). Relies on dp.h (Poisson sampler, noise), mlp.h (clipped
+ * summed gradient), ledger.h (accounting), optim.c and checkpoint.c.
+ *
+ * One step t, exactly:
+ *   S_t      = Poisson sample of [0, N) with rate q, from key_sample at counter t
+ *   g        = sum over i in S_t of clip_C(grad loss_i)       (dp_mlp_clipped_grad)
+ *   g       += N(0, sigma^2 C^2 I), from key_noise at (t, stream 0)
+ *   g       /= q N                 (the EXPECTED batch size, never |S_t|)
+ *   params   = optimizer(params, g, lr_t)
+ *   ledger  += one subsampled Gaussian step (q, sigma)
+ * q, sigma and the step count live in one plan (dp_train_plan) that both the
+ * sampler and the ledger read, so the accountant cannot be told a sampling
+ * scheme other than the one that ran. An empty S_t is a normal step: g is the
+ * noise alone. --no-dp: same network and sampler, no clipping, no noise, and
+ * g /= |S_t| (the ordinary mean; not private).
+ *
+ * The noise does not depend on the data, so a second thread draws step t+1's
+ * noise while step t computes (the "noise pump"); both ways draw into a zeroed
+ * buffer that is then added, so the bits are the same with or without it.
+ *
+ * Every random choice is counter-based on (key, step): a checkpoint that holds
+ * the keys, the step, the parameters, the optimizer state and the ledger lets
+ * a resumed run continue bit for bit as if it had never stopped.
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "core/dp_internal.h"
+#include "dpsgd/checkpoint.h"
+#include "dpsgd/dp.h"
+#include "train/train_internal.h"
+
+#define LEDGER_WHAT "train: DP-SGD"
+
+/* The noise pump: a thread that fills buf[s % 2] with step s's noise for
+ * s < consumed + 2, so the noise of step t+1 is drawn while step t computes.
+ *
+ *   main:   wait filled > t ... add buf[t % 2] ... consumed = t + 1, signal
+ *   pump:   while filled < consumed + 2: draw step `filled`, filled++, signal
+ */
+typedef struct noise_pump {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, quit;
+    float *buf[2];
+    uint64_t filled, consumed, limit;
+    dp_status err;
+    char errmsg[512];
+    const dp_key *key;
+    double std;
+    size_t n;
+} noise_pump;
+
+struct dp_trainer {
+    dp_train_config cfg;
+    dp_train_plan plan;
+    const dp_dataset *ds;
+    size_t d, begin, end; /* features; this process's global row range */
+    int k;
+    dp_mlp *mlp;
+    size_t n_params;
+    dp_optim opt;
+    dp_ledger *ledger;
+    dp_key key_sample, key_noise;
+    uint64_t init_seed;
+    int seeded;
+    uint64_t step;
+    dp_stop_reason stop;
+    dp_clip_config clip;
+    /* step buffers, allocated once */
+    size_t cap, chunk;
+    size_t *idx;
+    float *xbuf;
+    int32_t *ybuf;
+    float *grad;
+    noise_pump pump;
+    dp_train_timings tm;
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+DP_API void dp_train_config_default(dp_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->n_hidden = 2;
+    c->hidden[0] = c->hidden[1] = 64;
+    c->activation = DP_ACT_RELU;
+    c->optimizer = DP_OPT_SGD;
+    c->lr = 0.1;
+    c->momentum = 0.9;
+    c->adam_beta1 = 0.9;
+    c->adam_beta2 = 0.999;
+    c->adam_eps = 1e-8;
+    c->lr_schedule = DP_LR_CONSTANT;
+    c->epochs = 5;
+    c->batch_size = 256;
+    c->micro_batch = 256;
+    c->private_ = 1;
+    c->clip.mode = DP_CLIP_FLAT;
+    c->clip.max_grad_norm = 1.0;
+    c->target_delta = 1e-5;
+    c->accountant = DP_ACCOUNTANT_RDP;
+    c->noise_ahead = 1;
+}
+
+/* ---------------------------------------------------------------- noise */
+
+static dp_status pump_fill(noise_pump *p, uint64_t step, float *buf) {
+    memset(buf, 0, p->n * sizeof(float));
+    return dp_noise_add(p->key, step, 0, 0, buf, p->n, p->std);
+}
+
+static void *pump_main(void *arg) {
+    noise_pump *p = arg;
+#ifdef _OPENMP
+    /* One core for the noise: the step's BLAS and OpenMP keep the others. */
+    omp_set_num_threads(1);
+#endif
+    pthread_mutex_lock(&p->mu);
+    while (!p->quit) {
+        if (p->err == DP_OK && p->filled < p->consumed + 2 && p->filled < p->limit) {
+            uint64_t s = p->filled;
+            pthread_mutex_unlock(&p->mu);
+            dp_status st = pump_fill(p, s, p->buf[s % 2]);
+            pthread_mutex_lock(&p->mu);
+            if (st != DP_OK) {
+                p->err = st;
+                snprintf(p->errmsg, sizeof p->errmsg, "%s", dp_last_error());
+            }
+            p->filled = s + 1;
+            pthread_cond_broadcast(&p->cv);
+        } else {
+            pthread_cond_wait(&p->cv, &p->mu);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pump_stop(noise_pump *p) {
+    if (p->started) {
+        pthread_mutex_lock(&p->mu);
+        p->quit = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->thread, NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        p->started = 0;
+    }
+}
+
+/* (Re)start the pump at `step`. */
+static dp_status pump_start(noise_pump *p, uint64_t step, uint64_t limit, int threaded) {
+    pump_stop(p);
+    p->filled = p->consumed = step;
+    p->limit = limit;
+    p->quit = 0;
+    p->err = DP_OK;
+    if (!threaded) return DP_OK;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (pthread_create(&p->thread, NULL, pump_main, p)) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        return dp_error(DP_E_INTERNAL, "trainer: cannot start the noise thread");
+    }
+    p->started = 1;
+    return DP_OK;
+}
+
+/* Add step `step`'s noise to g[0..n). */
+static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
+    const float *buf;
+    if (p->started) {
+        pthread_mutex_lock(&p->mu);
+        while (p->filled <= step && p->err == DP_OK) pthread_cond_wait(&p->cv, &p->mu);
+        dp_status err = p->err;
+        pthread_mutex_unlock(&p->mu);
+        if (err != DP_OK) return dp_error(err, "%s", p->errmsg);
+        buf = p->buf[step % 2];
+    } else {
+        DP_TRY(pump_fill(p, step, p->buf[0]));
+        buf = p->buf[0];
+    }
+    for (size_t i = 0; i < p->n; i++) g[i] += buf[i];
+    if (p->started) {
+        pthread_mutex_lock(&p->mu);
+        p->consumed = step + 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return DP_OK;
+}
+
+/* ---------------------------------------------------------------- plan */
+
+/* Earlier releases about the same records (prep's DP statistics), from the
+ * dataset's meta.json: {"privacy": {"ledger": <dp_ledger JSON>}} or a
+ * top-level "ledger". Each entry is added to `ledger`. */
+static dp_status add_prior_entries(dp_ledger *ledger, const char *meta_json) {
+    if (!meta_json) return DP_OK;
+    cJSON *meta = cJSON_Parse(meta_json);
+    if (!meta) return DP_OK; /* the dataset module validated meta.json already */
+    const cJSON *led = cJSON_GetObjectItemCaseSensitive(meta, "ledger");
+    const cJSON *priv = cJSON_GetObjectItemCaseSensitive(meta, "privacy");
+    if (!led && cJSON_IsObject(priv)) led = cJSON_GetObjectItemCaseSensitive(priv, "ledger");
+    dp_status st = DP_OK;
+    if (cJSON_IsObject(led)) {
+        char *txt = cJSON_PrintUnformatted(led);
+        dp_ledger *prior = NULL;
+        st = txt ? dp_ledger_from_json(txt, &prior) : DP_E_NOMEM;
+        cJSON_free(txt);
+        if (st != DP_OK) {
+            cJSON_Delete(meta);
+            return dp_error_prefix(st, "meta.json: privacy ledger");
+        }
+        for (size_t i = 0; i < dp_ledger_count(prior) && st == DP_OK; i++) {
+            const char *what;
+            dp_privacy_event ev;
+            st = dp_ledger_entry(prior, i, &what, &ev);
+            if (st == DP_OK) st = dp_ledger_add(ledger, what, ev);
+        }
+        dp_ledger_destroy(prior);
+    }
+    cJSON_Delete(meta);
+    return st;
+}
+
+/* The most total steps (<= plan->steps) that keep the ledger within the
+ * target, given that `done` of them are in the ledger already. */
+static dp_status budget_steps(const dp_ledger *ledger, const dp_train_plan *plan, uint64_t done,
+                              double target, uint64_t *out) {
+    dp_privacy_event ev = {plan->sample_rate, plan->noise_multiplier, 0};
+    double eps;
+    if (plan->steps <= done) {
+        *out = plan->steps;
+        return DP_OK;
+    }
+    ev.steps = plan->steps - done;
+    DP_TRY(dp_ledger_epsilon_if(ledger, ev, &eps));
+    if (eps <= target) {
+        *out = plan->steps;
+        return DP_OK;
+    }
+    /* Epsilon grows with the steps: bisect for the last k with eps(k) <= target. */
+    uint64_t lo = 0, hi = plan->steps - done; /* eps(lo) <= target < eps(hi) */
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        ev.steps = mid;
+        DP_TRY(dp_ledger_epsilon_if(ledger, ev, &eps));
+        if (eps <= target) lo = mid; else hi = mid;
+    }
+    *out = done + lo;
+    return DP_OK;
+}
+
+static dp_status make_plan(const dp_train_config *c, size_t n_total, int n_layers,
+                           dp_train_plan *p) {
+    memset(p, 0, sizeof *p);
+    if (n_total == 0) return dp_error(DP_E_EMPTY, "trainer: the training split has no rows");
+    p->n_total = n_total;
+    double q = c->sample_rate > 0 ? c->sample_rate : c->batch_size / (double)n_total;
+    if (!(q > 0 && q <= 1))
+        return dp_error(DP_E_USAGE,
+                        "trainer: sample rate must be in (0, 1], found %g (batch size %g of %zu "
+                        "rows)", q, c->batch_size, n_total);
+    p->sample_rate = q;
+    p->expected_batch = q * (double)n_total;
+    double spe = floor(1.0 / q + 0.5);
+    p->steps_per_epoch = spe < 1 ? 1 : (uint64_t)spe;
+    p->steps = c->max_steps ? c->max_steps : (uint64_t)(c->epochs > 0 ? c->epochs : 0) * p->steps_per_epoch;
+    if (p->steps == 0) return dp_error(DP_E_USAGE, "trainer: zero steps planned (epochs %d)", c->epochs);
+    p->budget_steps = p->steps;
+    p->sensitivity = c->private_ ? dp_clip_sensitivity(&c->clip, n_layers) : 0;
+    return DP_OK;
+}
+
+static dp_status check_config(const dp_train_config *c, const dp_dataset *ds) {
+    int k = dp_dataset_classes(ds);
+    if (c->n_hidden < 0 || c->n_hidden >= DP_MLP_MAX_LAYERS)
+        return dp_error(DP_E_USAGE, "trainer: %d hidden layers, expected 0 to %d", c->n_hidden,
+                        DP_MLP_MAX_LAYERS - 1);
+    for (int l = 0; l < c->n_hidden; l++)
+        if (c->hidden[l] < 1)
+            return dp_error(DP_E_USAGE, "trainer: hidden layer %d has width %d", l, c->hidden[l]);
+    if (c->n_class_weight && c->n_class_weight != k)
+        return dp_error(DP_E_USAGE, "trainer: %d class weights for a dataset of %d classes",
+                        c->n_class_weight, k);
+    for (int i = 0; i < c->n_class_weight; i++)
+        if (!(c->class_weight[i] >= 0) || !isfinite(c->class_weight[i]))
+            return dp_error(DP_E_USAGE, "trainer: class weight %d is %g, expected >= 0", i,
+                            c->class_weight[i]);
+    if (!(c->lr > 0) || !isfinite(c->lr))
+        return dp_error(DP_E_USAGE, "trainer: learning rate must be > 0, found %g", c->lr);
+    if (c->micro_batch == 0) return dp_error(DP_E_USAGE, "trainer: micro-batch size 0");
+    if (c->private_) {
+        if (c->clip.mode == DP_CLIP_NONE)
+            return dp_error(DP_E_USAGE, "trainer: private training needs clipping");
+        if (c->clip.mode == DP_CLIP_FLAT && !(c->clip.max_grad_norm > 0))
+            return dp_error(DP_E_USAGE, "trainer: max_grad_norm must be > 0, found %g",
+                            c->clip.max_grad_norm);
+        if (c->clip.mode == DP_CLIP_PER_LAYER)
+            for (int l = 0; l <= c->n_hidden; l++)
+                if (!(c->clip.layer_norms[l] > 0))
+                    return dp_error(DP_E_USAGE,
+                                    "trainer: per-layer clipping needs %d bounds > 0 (layer %d "
+                                    "has %g)", c->n_hidden + 1, l, c->clip.layer_norms[l]);
+        if (!(c->target_delta > 0 && c->target_delta < 1))
+            return dp_error(DP_E_USAGE, "trainer: target_delta must be in (0, 1), found %g",
+                            c->target_delta);
+        if (c->noise_multiplier < 0 || !isfinite(c->noise_multiplier))
+            return dp_error(DP_E_USAGE, "trainer: noise multiplier %g", c->noise_multiplier);
+        if (c->noise_multiplier == 0 && !(c->target_epsilon > 0))
+            return dp_error(DP_E_USAGE,
+                            "trainer: private training needs a noise multiplier or a target "
+                            "epsilon");
+    }
+    return DP_OK;
+}
+
+/* Network, optimizer and step buffers for `t->cfg` on `ds`. */
+static dp_status build(dp_trainer *t, const dp_dataset *ds) {
+    const dp_train_config *c = &t->cfg;
+    t->ds = ds;
+    t->d = dp_dataset_cols(ds);
+    t->k = dp_dataset_classes(ds);
+    t->begin = dp_dataset_row_begin(ds);
+    t->end = t->begin + dp_dataset_rows(ds);
+    dp_mlp_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.n_in = t->d;
+    mc.n_hidden = c->n_hidden;
+    memcpy(mc.hidden, c->hidden, sizeof mc.hidden);
+    mc.n_classes = t->k;
+    mc.activation = c->activation;
+    DP_TRY(dp_mlp_create(&mc, c->micro_batch, &t->mlp));
+    t->n_params = dp_mlp_nparams(t->mlp);
+    DP_TRY(optim_init(&t->opt, c->optimizer, t->n_params, c->momentum, c->adam_beta1,
+                      c->adam_beta2, c->adam_eps));
+    t->clip = c->clip;
+    if (!c->private_) t->clip.mode = DP_CLIP_NONE;
+    /* Buffers sized once from public quantities: the sampler's bound on
+     * |S_t ∩ [begin, end)| and a fixed gather chunk, so memory does not grow
+     * with the batch beyond the index list. */
+    t->cap = dp_poisson_capacity(t->end - t->begin, t->plan.sample_rate);
+    if (t->cap < 1) t->cap = 1;
+    t->chunk = DP_MIN(t->cap, DP_MAX(c->micro_batch, (size_t)16384));
+    t->idx = dp_malloc(t->cap * sizeof(size_t));
+    t->xbuf = dp_malloc(t->chunk * t->d * sizeof(float));
+    t->ybuf = dp_malloc(t->chunk * sizeof(int32_t));
+    t->grad = dp_malloc(t->n_params * sizeof(float));
+    t->pump.n = t->n_params;
+    t->pump.buf[0] = dp_malloc(t->n_params * sizeof(float));
+    t->pump.buf[1] = dp_malloc(t->n_params * sizeof(float));
+    if (!t->idx || !t->xbuf || !t->ybuf || !t->grad || !t->pump.buf[0] || !t->pump.buf[1])
+        return dp_error(DP_E_NOMEM, "trainer: cannot allocate step buffers (%zu rows of %zu)",
+                        t->chunk, t->d);
+    DP_TRY(dp_ledger_create(c->accountant, c->private_ ? c->target_delta : 0.5, &t->ledger));
+    return DP_OK;
+}
+
+static dp_status start(dp_trainer *t) {
+    t->pump.key = &t->key_noise;
+    t->pump.std = t->plan.noise_std;
+    if (!t->cfg.private_) return DP_OK;
+    return pump_start(&t->pump, t->step, DP_MIN(t->plan.steps, t->plan.budget_steps),
+                      t->cfg.noise_ahead);
+}
+
+DP_API dp_status dp_trainer_create(const dp_dataset *ds, const dp_train_config *cfg,
+                                   dp_trainer **out) {
+    *out = NULL;
+    if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "trainer: libsodium failed to start");
+    DP_TRY(check_config(cfg, ds));
+    dp_trainer *t = dp_calloc(1, sizeof *t);
+    if (!t) return dp_error(DP_E_NOMEM, "trainer: out of memory");
+    t->cfg = *cfg;
+    dp_status st = make_plan(cfg, dp_dataset_rows_total(ds), cfg->n_hidden + 1, &t->plan);
+    if (st == DP_OK) st = build(t, ds);
+    if (st != DP_OK) goto fail;
+
+    /* Keys: from the seed (reproducible) or from the operating system. */
+    t->seeded = cfg->seeded;
+    if (cfg->seeded) {
+        dp_key_from_seed(cfg->seed, "sample", &t->key_sample);
+        dp_key_from_seed(cfg->seed, "noise", &t->key_noise);
+        t->init_seed = cfg->seed;
+    } else {
+        dp_key init;
+        if ((st = dp_key_from_os(&t->key_sample)) != DP_OK) goto fail;
+        if ((st = dp_key_from_os(&t->key_noise)) != DP_OK) goto fail;
+        if ((st = dp_key_from_os(&init)) != DP_OK) goto fail;
+        memcpy(&t->init_seed, init.bytes, sizeof t->init_seed);
+    }
+    dp_mlp_init(t->mlp, t->init_seed);
+
+    if (cfg->private_) {
+        st = add_prior_entries(t->ledger, dp_dataset_meta_json(ds));
+        if (st != DP_OK) goto fail;
+        t->plan.n_prior = dp_ledger_count(t->ledger);
+        if ((st = dp_ledger_epsilon(t->ledger, &t->plan.prior_epsilon)) != DP_OK) goto fail;
+        double sigma = cfg->noise_multiplier;
+        if (sigma == 0) {
+            /* Calibrate sigma so that the planned steps, composed with the
+             * dataset's earlier entries, spend at most target_epsilon. */
+            size_t np = t->plan.n_prior;
+            dp_privacy_event prior[64];
+            if (np > 64) np = 64;
+            for (size_t i = 0; i < np; i++) {
+                const char *what;
+                if ((st = dp_ledger_entry(t->ledger, i, &what, &prior[i])) != DP_OK) goto fail;
+            }
+            st = dp_account_sigma(cfg->accountant, prior, np, t->plan.sample_rate, t->plan.steps,
+                                  cfg->target_epsilon, cfg->target_delta, &sigma);
+            if (st != DP_OK) {
+                dp_error_prefix(st, "calibrating the noise multiplier for epsilon %g",
+                                cfg->target_epsilon);
+                goto fail;
+            }
+        }
+        t->plan.noise_multiplier = sigma;
+        t->plan.noise_std = sigma * t->plan.sensitivity;
+        if (cfg->target_epsilon > 0) {
+            st = budget_steps(t->ledger, &t->plan, 0, cfg->target_epsilon, &t->plan.budget_steps);
+            if (st != DP_OK) goto fail;
+            if (t->plan.budget_steps == 0) {
+                st = dp_error(DP_E_PRIVACY,
+                              "trainer: not one step fits in epsilon %g at delta %g with noise "
+                              "multiplier %g (earlier entries spent %g)",
+                              cfg->target_epsilon, cfg->target_delta, sigma,
+                              t->plan.prior_epsilon);
+                goto fail;
+            }
+        }
+    }
+    if ((st = start(t)) != DP_OK) goto fail;
+    *out = t;
+    return DP_OK;
+fail:
+    dp_trainer_destroy(t);
+    return st;
+}
+
+DP_API void dp_trainer_destroy(dp_trainer *t) {
+    if (!t) return;
+    pump_stop(&t->pump);
+    dp_mlp_destroy(t->mlp);
+    optim_free(&t->opt);
+    dp_ledger_destroy(t->ledger);
+    dp_free(t->idx);
+    dp_free(t->xbuf);
+    dp_free(t->ybuf);
+    dp_free(t->grad);
+    dp_free(t->pump.buf[0]);
+    dp_free(t->pump.buf[1]);
+    sodium_memzero(&t->key_sample, sizeof t->key_sample);
+    sodium_memzero(&t->key_noise, sizeof t->key_noise);
+    dp_free(t);
+}
+
+/* ---------------------------------------------------------------- step */
+
+/* The one place where the summed clipped gradient of this process becomes
+ * the noisy sum over all examples: on one process, add the noise. (With
+ * several ranks: reduce-scatter, the owner of each chunk adds its noise,
+ * allgather.) */
+static dp_status combine_and_noise(dp_trainer *t, float *g) {
+    if (!t->cfg.private_) return DP_OK;
+    return pump_add(&t->pump, t->step, g);
+}
+
+static dp_status step_once(dp_trainer *t, dp_step_info *info) {
+    const dp_train_plan *p = &t->plan;
+    if (t->step >= p->steps)
+        return dp_error(DP_E_RANGE, "trainer: all %llu planned steps are done",
+                        (unsigned long long)p->steps);
+    if (t->cfg.private_ && t->step >= p->budget_steps) {
+        double eps = NAN;
+        dp_privacy_event ev = {p->sample_rate, p->noise_multiplier, 1};
+        dp_ledger_epsilon_if(t->ledger, ev, &eps);
+        return dp_error(DP_E_PRIVACY,
+                        "trainer: step %llu would spend epsilon %.6g, above the target %g",
+                        (unsigned long long)t->step + 1, eps, t->cfg.target_epsilon);
+    }
+    double t0 = now();
+    size_t count = 0;
+    DP_TRY(dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin,
+                             t->end, t->idx, t->cap, &count));
+    double t1 = now();
+    t->tm.sample += t1 - t0;
+
+    const size_t d = t->d, P = t->n_params;
+    const float *X = dp_dataset_X(t->ds);
+    const int32_t *y = dp_dataset_y(t->ds);
+    const float *cw = t->cfg.n_class_weight ? t->cfg.class_weight : NULL;
+    float *restrict g = t->grad;
+    memset(g, 0, P * sizeof(float));
+    dp_grad_stats gs;
+    memset(&gs, 0, sizeof gs);
+    double t_gather = 0;
+    for (size_t c = 0; c < count; c += t->chunk) {
+        double tg = now();
+        size_t m = DP_MIN(t->chunk, count - c);
+        for (size_t r = 0; r < m; r++) {
+            size_t row = t->idx[c + r] - t->begin;
+            memcpy(t->xbuf + r * d, X + row * d, d * sizeof(float));
+            t->ybuf[r] = y[row];
+        }
+        t_gather += now() - tg;
+        DP_TRY(dp_mlp_clipped_grad(t->mlp, t->xbuf, t->ybuf, m, &t->clip, cw, g, &gs));
+    }
+    double t2 = now();
+    DP_TRY(combine_and_noise(t, g));
+    double t3 = now();
+
+    /* Divide by the expected batch size qN (public), never by |S_t|: the
+     * realised size depends on the data's membership and is not private. */
+    float scale;
+    if (t->cfg.private_)
+        scale = (float)(1.0 / p->expected_batch);
+    else
+        scale = count ? (float)(1.0 / (double)count) : 0.0f;
+    for (size_t i = 0; i < P; i++) g[i] *= scale;
+    uint64_t total = DP_MIN(p->steps, p->budget_steps);
+    optim_step(&t->opt, dp_mlp_params(t->mlp), g,
+               lr_at(t->cfg.lr_schedule, t->cfg.lr, t->step, total));
+    if (t->cfg.private_) {
+        dp_privacy_event ev = {p->sample_rate, p->noise_multiplier, 1};
+        DP_TRY(dp_ledger_add(t->ledger, LEDGER_WHAT, ev));
+    }
+    t->step++;
+    double t4 = now();
+
+    t->tm.gather += t_gather;
+    t->tm.forward += gs.t_forward;
+    t->tm.backward += gs.t_backward;
+    t->tm.norms += gs.t_norms;
+    t->tm.wgrad += gs.t_wgrad;
+    t->tm.noise += t3 - t2;
+    t->tm.optimizer += t4 - t3;
+    t->tm.total += t4 - t0;
+    t->tm.steps++;
+    t->tm.examples += count;
+    if (info) {
+        info->step = t->step;
+        info->steps = total;
+        info->steps_per_epoch = p->steps_per_epoch;
+        info->epoch = (t->step - 1) / p->steps_per_epoch;
+        info->step_in_epoch = (t->step - 1) % p->steps_per_epoch + 1;
+        info->batch = count;
+        info->loss = count ? gs.loss_sum / (double)count : NAN;
+        info->n_clipped = gs.n_clipped;
+        info->seconds = t4 - t0;
+    }
+    return DP_OK;
+}
+
+DP_API dp_status dp_trainer_step(dp_trainer *t, dp_step_info *info) {
+    dp_step_info tmp;
+    return step_once(t, info ? info : &tmp);
+}
+
+DP_API dp_status dp_trainer_run(dp_trainer *t, dp_train_callback cb, void *ud) {
+    t->stop = DP_STOP_NONE;
+    for (;;) {
+        if (t->step >= t->plan.steps) {
+            t->stop = DP_STOP_DONE;
+            break;
+        }
+        if (t->cfg.private_ && t->step >= t->plan.budget_steps) {
+            t->stop = DP_STOP_BUDGET;
+            break;
+        }
+        dp_step_info info;
+        DP_TRY(step_once(t, &info));
+        if (cb && cb(t, &info, ud)) {
+            t->stop = DP_STOP_CALLBACK;
+            break;
+        }
+    }
+    return DP_OK;
+}
+
+DP_API dp_stop_reason dp_trainer_stop_reason(const dp_trainer *t) { return t->stop; }
+DP_API const dp_train_config *dp_trainer_config(const dp_trainer *t) { return &t->cfg; }
+DP_API const dp_train_plan *dp_trainer_plan(const dp_trainer *t) { return &t->plan; }
+DP_API uint64_t dp_trainer_steps_done(const dp_trainer *t) { return t->step; }
+DP_API dp_mlp *dp_trainer_mlp(dp_trainer *t) { return t->mlp; }
+DP_API const dp_ledger *dp_trainer_ledger(const dp_trainer *t) { return t->ledger; }
+DP_API int dp_trainer_seeded(const dp_trainer *t) { return t->seeded; }
+DP_API void dp_trainer_timings(const dp_trainer *t, dp_train_timings *out) { *out = t->tm; }
+
+DP_API dp_status dp_trainer_epsilon(const dp_trainer *t, double *eps) {
+    if (!t->cfg.private_) {
+        *eps = INFINITY;
+        return DP_OK;
+    }
+    return dp_ledger_epsilon(t->ledger, eps);
+}
+
+/* ---------------------------------------------------------------- config JSON */
+
+static const char *clip_name(dp_clip_mode m) {
+    return m == DP_CLIP_PER_LAYER ? "per_layer" : m == DP_CLIP_FLAT ? "flat" : "none";
+}
+
+static cJSON *config_json(const dp_train_config *c) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON *h = cJSON_AddArrayToObject(o, "hidden");
+    for (int l = 0; l < c->n_hidden; l++) cJSON_AddItemToArray(h, cJSON_CreateNumber(c->hidden[l]));
+    cJSON_AddStringToObject(o, "activation", c->activation == DP_ACT_TANH ? "tanh" : "relu");
+    cJSON *w = cJSON_AddArrayToObject(o, "class_weight");
+    for (int i = 0; i < c->n_class_weight; i++)
+        cJSON_AddItemToArray(w, cJSON_CreateNumber(c->class_weight[i]));
+    cJSON_AddStringToObject(o, "optimizer", dp_optimizer_name(c->optimizer));
+    cJSON_AddNumberToObject(o, "lr", c->lr);
+    cJSON_AddNumberToObject(o, "momentum", c->momentum);
+    cJSON_AddNumberToObject(o, "adam_beta1", c->adam_beta1);
+    cJSON_AddNumberToObject(o, "adam_beta2", c->adam_beta2);
+    cJSON_AddNumberToObject(o, "adam_eps", c->adam_eps);
+    cJSON_AddStringToObject(o, "lr_schedule", dp_lr_schedule_name(c->lr_schedule));
+    cJSON_AddNumberToObject(o, "epochs", c->epochs);
+    cJSON_AddNumberToObject(o, "max_steps", (double)c->max_steps);
+    cJSON_AddNumberToObject(o, "batch_size", c->batch_size);
+    cJSON_AddNumberToObject(o, "sample_rate", c->sample_rate);
+    cJSON_AddNumberToObject(o, "micro_batch", (double)c->micro_batch);
+    cJSON_AddBoolToObject(o, "private", c->private_);
+    cJSON_AddStringToObject(o, "clipping", clip_name(c->clip.mode));
+    cJSON_AddNumberToObject(o, "max_grad_norm", c->clip.max_grad_norm);
+    cJSON *ln = cJSON_AddArrayToObject(o, "per_layer_max_grad_norm");
+    if (c->clip.mode == DP_CLIP_PER_LAYER)
+        for (int l = 0; l <= c->n_hidden; l++)
+            cJSON_AddItemToArray(ln, cJSON_CreateNumber(c->clip.layer_norms[l]));
+    cJSON_AddNumberToObject(o, "noise_multiplier", c->noise_multiplier);
+    cJSON_AddNumberToObject(o, "target_epsilon", c->target_epsilon);
+    cJSON_AddNumberToObject(o, "target_delta", c->target_delta);
+    cJSON_AddStringToObject(o, "accountant", dp_accountant_name(c->accountant));
+    if (c->seeded) {
+        char s[32];
+        snprintf(s, sizeof s, "%llu", (unsigned long long)c->seed);
+        cJSON_AddStringToObject(o, "seed", s);
+    } else {
+        cJSON_AddNullToObject(o, "seed");
+    }
+    cJSON_AddBoolToObject(o, "noise_ahead", c->noise_ahead);
+    return o;
+}
+
+DP_API dp_status dp_train_config_to_json(const dp_train_config *cfg, char **json_out) {
+    cJSON *o = config_json(cfg);
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) return dp_error(DP_E_NOMEM, "config: out of memory");
+    *json_out = s;
+    return DP_OK;
+}
+
+DP_API void dp_train_free_string(char *s) { cJSON_free(s); }
+
+static int num(const cJSON *o, const char *k, double *v) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(x)) return 0;
+    *v = x->valuedouble;
+    return 1;
+}
+
+static dp_status config_from(const cJSON *o, dp_train_config *c) {
+    dp_train_config_default(c);
+#define NEED(cond, what)                                                                           \
+    if (!(cond)) return dp_error(DP_E_FORMAT, "config: bad or missing '%s'", what)
+    double v;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hidden");
+    NEED(cJSON_IsArray(h) && cJSON_GetArraySize(h) < DP_MLP_MAX_LAYERS, "hidden");
+    c->n_hidden = 0;
+    for (const cJSON *it = h->child; it; it = it->next) {
+        NEED(cJSON_IsNumber(it) && it->valuedouble >= 1, "hidden");
+        c->hidden[c->n_hidden++] = (int)it->valuedouble;
+    }
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "activation");
+    NEED(cJSON_IsString(a), "activation");
+    c->activation = strcmp(a->valuestring, "tanh") ? DP_ACT_RELU : DP_ACT_TANH;
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "class_weight");
+    NEED(cJSON_IsArray(w) && cJSON_GetArraySize(w) <= DP_TRAIN_MAX_CLASSES, "class_weight");
+    c->n_class_weight = 0;
+    for (const cJSON *it = w->child; it; it = it->next) {
+        NEED(cJSON_IsNumber(it), "class_weight");
+        c->class_weight[c->n_class_weight++] = (float)it->valuedouble;
+    }
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
+    NEED(cJSON_IsString(s) && dp_optimizer_parse(s->valuestring, &c->optimizer) == DP_OK,
+         "optimizer");
+    s = cJSON_GetObjectItemCaseSensitive(o, "lr_schedule");
+    NEED(cJSON_IsString(s) && dp_lr_schedule_parse(s->valuestring, &c->lr_schedule) == DP_OK,
+         "lr_schedule");
+    NEED(num(o, "lr", &c->lr), "lr");
+    NEED(num(o, "momentum", &c->momentum), "momentum");
+    NEED(num(o, "adam_beta1", &c->adam_beta1), "adam_beta1");
+    NEED(num(o, "adam_beta2", &c->adam_beta2), "adam_beta2");
+    NEED(num(o, "adam_eps", &c->adam_eps), "adam_eps");
+    NEED(num(o, "epochs", &v), "epochs");
+    c->epochs = (int)v;
+    NEED(num(o, "max_steps", &v) && v >= 0, "max_steps");
+    c->max_steps = (uint64_t)v;
+    NEED(num(o, "batch_size", &c->batch_size), "batch_size");
+    NEED(num(o, "sample_rate", &c->sample_rate), "sample_rate");
+    NEED(num(o, "micro_batch", &v) && v >= 1, "micro_batch");
+    c->micro_batch = (size_t)v;
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "private");
+    NEED(cJSON_IsBool(b), "private");
+    c->private_ = cJSON_IsTrue(b);
+    s = cJSON_GetObjectItemCaseSensitive(o, "clipping");
+    NEED(cJSON_IsString(s), "clipping");
+    c->clip.mode = !strcmp(s->valuestring, "per_layer") ? DP_CLIP_PER_LAYER
+                   : !strcmp(s->valuestring, "flat")    ? DP_CLIP_FLAT
+                                                        : DP_CLIP_NONE;
+    NEED(num(o, "max_grad_norm", &c->clip.max_grad_norm), "max_grad_norm");
+    const cJSON *ln = cJSON_GetObjectItemCaseSensitive(o, "per_layer_max_grad_norm");
+    NEED(cJSON_IsArray(ln) && cJSON_GetArraySize(ln) <= DP_MLP_MAX_LAYERS, "per_layer_max_grad_norm");
+    int l = 0;
+    for (const cJSON *it = ln->child; it; it = it->next) {
+        NEED(cJSON_IsNumber(it), "per_layer_max_grad_norm");
+        c->clip.layer_norms[l++] = it->valuedouble;
+    }
+    NEED(num(o, "noise_multiplier", &c->noise_multiplier), "noise_multiplier");
+    NEED(num(o, "target_epsilon", &c->target_epsilon), "target_epsilon");
+    NEED(num(o, "target_delta", &c->target_delta), "target_delta");
+    s = cJSON_GetObjectItemCaseSensitive(o, "accountant");
+    NEED(cJSON_IsString(s) && dp_accountant_parse(s->valuestring, &c->accountant) == DP_OK,
+         "accountant");
+    s = cJSON_GetObjectItemCaseSensitive(o, "seed");
+    c->seeded = cJSON_IsString(s);
+    if (c->seeded) c->seed = strtoull(s->valuestring, NULL, 10);
+    b = cJSON_GetObjectItemCaseSensitive(o, "noise_ahead");
+    c->noise_ahead = cJSON_IsBool(b) ? cJSON_IsTrue(b) : 1;
+#undef NEED
+    return DP_OK;
+}
+
+DP_API dp_status dp_train_config_from_json(const char *json, dp_train_config *cfg) {
+    cJSON *o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return dp_error(DP_E_FORMAT, "config: not a JSON object");
+    }
+    dp_status st = config_from(o, cfg);
+    cJSON_Delete(o);
+    return st;
+}
+
+/* ---------------------------------------------------------------- checkpoint */
+
+static void hex(const uint8_t *b, size_t n, char *out) {
+    sodium_bin2hex(out, 2 * n + 1, b, n);
+}
+
+DP_API dp_status dp_trainer_save(const dp_trainer *t, const char *path) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return dp_error(DP_E_NOMEM, "%s: out of memory", path);
+    char buf[80];
+    cJSON_AddStringToObject(o, "format", "dpsgd-checkpoint");
+    cJSON_AddItemToObject(o, "config", config_json(&t->cfg));
+    cJSON *p = cJSON_AddObjectToObject(o, "plan");
+    cJSON_AddNumberToObject(p, "n_total", (double)t->plan.n_total);
+    cJSON_AddNumberToObject(p, "sample_rate", t->plan.sample_rate);
+    cJSON_AddNumberToObject(p, "steps_per_epoch", (double)t->plan.steps_per_epoch);
+    cJSON_AddNumberToObject(p, "steps", (double)t->plan.steps);
+    cJSON_AddNumberToObject(p, "budget_steps", (double)t->plan.budget_steps);
+    cJSON_AddNumberToObject(p, "noise_multiplier", t->plan.noise_multiplier);
+    cJSON_AddNumberToObject(p, "prior_epsilon", t->plan.prior_epsilon);
+    cJSON_AddNumberToObject(p, "n_prior", (double)t->plan.n_prior);
+    cJSON_AddNumberToObject(o, "step", (double)t->step);
+    cJSON_AddNumberToObject(o, "optimizer_t", (double)t->opt.t);
+    cJSON_AddBoolToObject(o, "seeded", t->seeded);
+    hex(t->key_sample.bytes, 32, buf);
+    cJSON_AddStringToObject(o, "key_sample", buf);
+    hex(t->key_noise.bytes, 32, buf);
+    cJSON_AddStringToObject(o, "key_noise", buf);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)t->init_seed);
+    cJSON_AddStringToObject(o, "init_seed", buf);
+    cJSON_AddStringToObject(o, "schema_hash", dp_dataset_schema_hash(t->ds));
+    cJSON_AddNumberToObject(o, "n_features", (double)t->d);
+    cJSON_AddNumberToObject(o, "n_classes", t->k);
+    char *led = NULL;
+    dp_status st = dp_ledger_to_json(t->ledger, &led);
+    if (st != DP_OK) {
+        cJSON_Delete(o);
+        return st;
+    }
+    cJSON_AddItemToObject(o, "ledger", cJSON_Parse(led));
+    dp_ledger_free_string(led);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json) return dp_error(DP_E_NOMEM, "%s: out of memory", path);
+    dp_checkpoint ck = {json, dp_mlp_params(t->mlp), t->n_params, t->opt.state,
+                        optim_state_len(&t->opt)};
+    st = dp_checkpoint_write(path, &ck);
+    cJSON_free(json);
+    return st;
+}
+
+static int get_key(const cJSON *o, const char *name, dp_key *k) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, name);
+    size_t n = 0;
+    return cJSON_IsString(s) && strlen(s->valuestring) == 64 &&
+           sodium_hex2bin(k->bytes, 32, s->valuestring, 64, NULL, &n, NULL) == 0 && n == 32;
+}
+
+DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_trainer **out) {
+    *out = NULL;
+    if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "trainer: libsodium failed to start");
+    dp_checkpoint ck;
+    DP_TRY(dp_checkpoint_read(path, &ck));
+    dp_status st = DP_OK;
+    dp_trainer *t = NULL;
+    cJSON *o = cJSON_Parse(ck.json);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(o, "format");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "plan");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "schema_hash");
+    const cJSON *led = cJSON_GetObjectItemCaseSensitive(o, "ledger");
+    const cJSON *is = cJSON_GetObjectItemCaseSensitive(o, "init_seed");
+    double v;
+#define BADCK(what)                                                                                \
+    do {                                                                                           \
+        st = dp_error(DP_E_FORMAT, "%s: checkpoint: bad or missing %s", path, what);               \
+        goto fail;                                                                                 \
+    } while (0)
+    if (!cJSON_IsObject(o) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, "dpsgd-checkpoint"))
+        BADCK("format");
+    if (!cJSON_IsObject(p) || !cJSON_IsString(sh) || !cJSON_IsObject(led) || !cJSON_IsString(is))
+        BADCK("plan, schema_hash, ledger or init_seed");
+    if (strcmp(sh->valuestring, dp_dataset_schema_hash(ds))) {
+        st = dp_error(DP_E_SCHEMA,
+                      "%s: the checkpoint was written for a dataset of schema %.12s, this one "
+                      "has %.12s", path, sh->valuestring, dp_dataset_schema_hash(ds));
+        goto fail;
+    }
+    t = dp_calloc(1, sizeof *t);
+    if (!t) {
+        st = dp_error(DP_E_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    if ((st = config_from(cJSON_GetObjectItemCaseSensitive(o, "config"), &t->cfg)) != DP_OK) {
+        dp_error_prefix(st, "%s", path);
+        goto fail;
+    }
+    if ((st = check_config(&t->cfg, ds)) != DP_OK) {
+        dp_error_prefix(st, "%s", path);
+        goto fail;
+    }
+    if ((st = make_plan(&t->cfg, dp_dataset_rows_total(ds), t->cfg.n_hidden + 1, &t->plan)))
+        goto fail;
+    if (!num(p, "n_total", &v) || (size_t)v != t->plan.n_total) {
+        st = dp_error(DP_E_SCHEMA, "%s: the checkpoint was written for a split of %.0f rows, this "
+                      "one has %zu", path, v, t->plan.n_total);
+        goto fail;
+    }
+    if (!num(p, "budget_steps", &v)) BADCK("plan.budget_steps");
+    t->plan.budget_steps = (uint64_t)v;
+    if (!num(p, "noise_multiplier", &t->plan.noise_multiplier)) BADCK("plan.noise_multiplier");
+    num(p, "prior_epsilon", &t->plan.prior_epsilon);
+    if (num(p, "n_prior", &v)) t->plan.n_prior = (size_t)v;
+    t->plan.noise_std = t->plan.noise_multiplier * t->plan.sensitivity;
+    if ((st = build(t, ds)) != DP_OK) goto fail;
+    if (ck.n_params != t->n_params || ck.n_state != optim_state_len(&t->opt)) {
+        st = dp_error(DP_E_FORMAT, "%s: checkpoint holds %zu parameters and %zu state values, "
+                      "the configured network needs %zu and %zu", path, ck.n_params, ck.n_state,
+                      t->n_params, optim_state_len(&t->opt));
+        goto fail;
+    }
+    memcpy(dp_mlp_params(t->mlp), ck.params, ck.n_params * sizeof(float));
+    if (ck.n_state) memcpy(t->opt.state, ck.state, ck.n_state * sizeof(float));
+    if (!num(o, "step", &v) || v < 0) BADCK("step");
+    t->step = (uint64_t)v;
+    if (!num(o, "optimizer_t", &v) || v < 0) BADCK("optimizer_t");
+    t->opt.t = (uint64_t)v;
+    if (!get_key(o, "key_sample", &t->key_sample) || !get_key(o, "key_noise", &t->key_noise))
+        BADCK("random keys");
+    t->seeded = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "seeded"));
+    t->init_seed = strtoull(is->valuestring, NULL, 10);
+    dp_ledger_destroy(t->ledger);
+    t->ledger = NULL;
+    {
+        char *txt = cJSON_PrintUnformatted(led);
+        st = txt ? dp_ledger_from_json(txt, &t->ledger) : DP_E_NOMEM;
+        cJSON_free(txt);
+        if (st != DP_OK) {
+            dp_error_prefix(st, "%s: checkpoint ledger", path);
+            goto fail;
+        }
+    }
+    if ((st = start(t)) != DP_OK) goto fail;
+    cJSON_Delete(o);
+    dp_checkpoint_free(&ck);
+    *out = t;
+    return DP_OK;
+#undef BADCK
+fail:
+    cJSON_Delete(o);
+    dp_checkpoint_free(&ck);
+    dp_trainer_destroy(t);
+    return st;
+}
