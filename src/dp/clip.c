@@ -6,6 +6,7 @@
  * research/field.md section 3). Relies on the layer kernels of src/nn/.
  */
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -25,7 +26,7 @@
  *             bias, an input that is always 1), c_i = min(1, C / (|g_i| + 1e-6)),
  *             or per layer c_i^l = min(1, C_l / (|g_i^l| + 1e-6)).
  *             A non-finite |g_i|^2 (some input, activation or delta is NaN or
- *             Inf) gives c_i = 0, and the row is zeroed in every D_l and A_l
+ *             Inf, or a squared norm overflows float) gives c_i = 0, and the row is zeroed in every D_l and A_l
  *             (0 * Inf would still be NaN inside the product).
  *   wgrad     D_l := diag(c) D_l (row scaling, fused with the bias gradient
  *             grad b_l += D_l^T 1 = sum of the scaled rows), then one GEMM
@@ -90,7 +91,8 @@ static size_t norms(dp_mlp *m, nn_ws *w, size_t r, const dp_clip_config *clip,
             sq[l] = (double)w->sq_delta[l][i] * ((double)w->sq_act[l][i] + 1.0);
             total += sq[l];
         }
-        if (!isfinite(total) || !isfinite(w->loss[i])) {
+        /* float sums of squares that overflowed are Inf (0 * Inf = NaN): caught here */
+        if (!(total <= FLT_MAX) || !isfinite(w->loss[i])) {
             w->bad[i] = 1;
             bad++;
             for (int l = 0; l < L; l++) w->clip[l][i] = 0.0f;

@@ -1,12 +1,14 @@
 /*
  * reference.c: the plain reference implementation of the DP-SGD gradient and
- * of prediction: one example at a time, naive loops, double accumulation, no
- * BLAS and no threads (as llm.c keeps matmul_forward_naive). The fast path
+ * of prediction: one example at a time, naive loops, double accumulation with
+ * float32 storage of activations and deltas (so that what overflows float in
+ * the model overflows here too), no BLAS and no threads (as llm.c keeps matmul_forward_naive). The fast path
  * in src/dp/clip.c must match it (tests/test_clip.c); it is also the
  * readable statement of the algorithm: per-example output gradients delta_l,
  * |g_i|^2 = sum_l |delta_l|^2 (|a_l|^2 + 1), c_i = min(1, C / (|g_i| + 1e-6)),
  * grad += c_i delta_l a_l^T (DESIGN.md algorithm 2).
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "core/dp_internal.h"
@@ -26,7 +28,7 @@ static void forward_one(const dp_mlp *m, const float *x, double **act, double *z
                 if (m->cfg.activation == DP_ACT_RELU) s = s < 0 ? 0 : s;
                 else s = tanh(s);
             }
-            out[o] = s;
+            out[o] = (float)s; /* float32 storage, as the model's */
         }
     }
 }
@@ -60,7 +62,7 @@ dp_status dp_mlp_clipped_grad_ref(dp_mlp *m, const float *X, const int32_t *y, s
         const double w = class_weight ? class_weight[y[i]] : 1.0;
         const double loss = w * (mx + log(sum) - z[y[i]]);
         for (size_t j = 0; j < k; j++)
-            delta[L - 1][j] = w * (exp(z[j] - mx) / sum - (j == (size_t)y[i] ? 1.0 : 0.0));
+            delta[L - 1][j] = (float)(w * (exp(z[j] - mx) / sum - (j == (size_t)y[i] ? 1.0 : 0.0)));
         /* backward to the output gradient of every layer */
         for (int l = L - 1; l > 0; l--) {
             const float *W = m->params + m->w_off[l];
@@ -69,21 +71,24 @@ dp_status dp_mlp_clipped_grad_ref(dp_mlp *m, const float *X, const int32_t *y, s
                 for (size_t o = 0; o < m->n_out[l]; o++) s += delta[l][o] * W[o * m->n_in[l] + i2];
                 double a = act[l][i2];
                 s *= m->cfg.activation == DP_ACT_RELU ? (a > 0 ? 1.0 : 0.0) : 1.0 - a * a;
-                delta[l - 1][i2] = s;
+                delta[l - 1][i2] = (float)s;
             }
         }
         /* per-layer squared norms |delta|^2 (|a|^2 + 1) */
         double sq[DP_MLP_MAX_LAYERS], total = 0.0;
+        int finite = isfinite(loss);
         for (int l = 0; l < L; l++) {
             double sd = 0.0, sa = 0.0;
             for (size_t o = 0; o < m->n_out[l]; o++) sd += delta[l][o] * delta[l][o];
             for (size_t j = 0; j < m->n_in[l]; j++) sa += act[l][j] * act[l][j];
+            finite &= sd <= FLT_MAX && sa <= FLT_MAX; /* false for NaN too */
             sq[l] = sd * (sa + 1.0);
             total += sq[l];
         }
         double c[DP_MLP_MAX_LAYERS];
         int clipped = 0;
-        if (!isfinite(total)) {
+        /* the rule of mlp.h: non-finite when a squared norm is not a finite float */
+        if (!finite || !(total <= FLT_MAX)) {
             n_nonfinite++;
             continue;
         }
