@@ -143,16 +143,18 @@ DP_API dp_status dp_comm_allgather_chunks(dp_comm *comm, float *buf, size_t n,
  * data while the caller computes only up to the eager limit and otherwise
  * when the caller calls dp_comm_test between pieces of work. naive, ring and
  * tree are progress-on-wait: the start only records the request, and the
- * whole algorithm runs inside dp_comm_wait (requests started earlier run
- * first, in start order, so every rank runs them in the same order): no
- * overlap at all, only the convenience of one calling pattern.
+ * whole algorithm runs inside dp_comm_wait or dp_comm_test (requests
+ * started earlier run first, in start order, so every rank runs them in the
+ * same order): no overlap at all, only the convenience of one calling
+ * pattern.
  * The request table lives in the handle and grows only when more requests
  * are outstanding than ever before. */
 DP_API dp_status dp_comm_iallreduce(dp_comm *comm, float *buf, size_t n,
                                     dp_allreduce_algo algo, int *request);
 /* *done <- 1 if the request has completed (then it is also released, as by
- * dp_comm_wait); advances MPI's progress engine. Progress-on-wait requests
- * report 0 until waited. */
+ * dp_comm_wait); for mpi this advances MPI's progress engine and returns at
+ * once. A request of our algorithms is run to completion here (as by
+ * dp_comm_wait, so the call blocks) and reports 1. */
 DP_API dp_status dp_comm_test(dp_comm *comm, int request, int *done);
 DP_API dp_status dp_comm_wait(dp_comm *comm, int request);
 /* Wait for every outstanding request, in start order. */
