@@ -45,4 +45,35 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
  * CLI's detail output): one step, rate q, multiplier sigma. */
 DP_API dp_status dp_rdp_subsampled_gaussian(double q, double sigma, double alpha, double *rdp);
 
+/* ---- details (additive to the contract above) ---- */
+
+/* The RDP accountant with its detail: epsilon as dp_account_epsilon(RDP) and
+ * the order alpha at which the minimum over the order grid was attained
+ * (`best_order` may be NULL). */
+DP_API dp_status dp_account_rdp(const dp_privacy_event *events, size_t n_events, double delta,
+                                double *epsilon, double *best_order);
+
+/* The orders of the RDP grid, ascending (1.02 ... 1024); *n gets the count. */
+DP_API const double *dp_rdp_orders(size_t *n);
+
+/* What the PRV accountant computed. The true epsilon of the composition lies
+ * in [eps_lower, eps_upper] (up to the floating-point error of the FFT, which
+ * is estimated and charged into the delta budget); eps_estimate is the
+ * epsilon of the discretised composition without error terms. dp_account_epsilon
+ * reports eps_upper. */
+typedef struct dp_prv_result {
+    double eps_lower, eps_estimate, eps_upper;
+    double eps_error;   /* the discretisation allowance t: eps_upper = estimate(delta') + t */
+    double delta_error; /* the part of delta set aside for tails and discretisation */
+    double mesh;        /* grid step h of the privacy loss */
+    size_t points;      /* FFT length */
+} dp_prv_result;
+
+/* The PRV accountant with its detail. eps_error: the allowance for the
+ * discretisation of the privacy loss (0: the default, 0.01 for epsilon in
+ * [1, 10], 1% of epsilon below 1 but at least 1e-3, 0.1% of epsilon above 10);
+ * delta_error: 0 for delta/1000. DP_E_UNSUPPORTED in a build without FFTW. */
+DP_API dp_status dp_account_prv(const dp_privacy_event *events, size_t n_events, double delta,
+                                double eps_error, double delta_error, dp_prv_result *out);
+
 #endif
