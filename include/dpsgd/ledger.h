@@ -13,6 +13,7 @@
 #ifndef DPSGD_LEDGER_H
 #define DPSGD_LEDGER_H
 #include <stddef.h>
+#include <stdint.h>
 #include "accountant.h"
 #include "status.h"
 
@@ -43,6 +44,14 @@ DP_API dp_status dp_ledger_epsilon(const dp_ledger *ledger, double *eps);
  * a step and stops when it would exceed the budget. */
 DP_API dp_status dp_ledger_epsilon_if(const dp_ledger *ledger, dp_privacy_event next,
                                       double *eps);
+
+/* The largest number of steps T <= limit such that the ledger plus
+ * {q, sigma, T} spends at most `budget` epsilon (0 if even the ledger alone
+ * exceeds it), by bisection on T. One call before training replaces a
+ * dp_ledger_epsilon_if per step, which is cheap for RDP (a sum over orders)
+ * but costs a whole PRV composition each time. */
+DP_API dp_status dp_ledger_max_steps(const dp_ledger *ledger, double q, double sigma,
+                                     double budget, uint64_t limit, uint64_t *steps);
 
 /* Entries, in order. `*what` stays owned by the ledger, valid until the next
  * dp_ledger_add or destroy. DP_E_RANGE for i >= count. */

@@ -17,6 +17,16 @@ dp_status acct_check_events(const char *where, const dp_privacy_event *events, s
 /* DP_E_RANGE unless delta in (0, 1). */
 dp_status acct_check_delta(const char *where, double delta);
 
+/* The RDP order grid has this many orders (dp_rdp_orders). */
+enum { ACCT_RDP_ORDERS = 2 + 99 + 53 + 18 };
+/* One step's RDP at every order of the grid into out[ACCT_RDP_ORDERS]
+ * (+inf where it overflows). */
+dp_status acct_rdp_curve(double q, double sigma, double *out);
+/* Epsilon at delta of a total RDP curve (Balle et al. conversion, minimised
+ * over orders, clamped at 0); -1 if infinite at every order. */
+int acct_rdp_epsilon_of_curve(const double *total, double delta, double *epsilon,
+                              double *best_order);
+
 /* log(exp(a) + exp(b)) without overflow; -INFINITY is the log of 0. */
 static inline double acct_logadd(double a, double b) {
     if (a == -INFINITY) return b;

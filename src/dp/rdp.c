@@ -126,7 +126,7 @@ DP_API dp_status dp_rdp_subsampled_gaussian(double q, double sigma, double alpha
 /* The order grid: Opacus's 1.1..10.9 (step 0.1) and 12..63, plus orders near
  * 1 for large epsilons and up to 1024 for small ones (the best order for
  * epsilon e is roughly 1 + log(1/delta) / e). */
-enum { N_ORDERS = 2 + 99 + 53 + 18 };
+enum { N_ORDERS = ACCT_RDP_ORDERS };
 static double orders[N_ORDERS];
 static int orders_ready;
 
@@ -147,6 +147,34 @@ DP_API const double *dp_rdp_orders(size_t *n) {
     return orders;
 }
 
+dp_status acct_rdp_curve(double q, double sigma, double *out) {
+    size_t n_ord;
+    const double *ord = dp_rdp_orders(&n_ord);
+    for (size_t k = 0; k < n_ord; k++) DP_TRY(dp_rdp_subsampled_gaussian(q, sigma, ord[k], &out[k]));
+    return DP_OK;
+}
+
+int acct_rdp_epsilon_of_curve(const double *total, double delta, double *epsilon,
+                              double *best_order) {
+    size_t n_ord;
+    const double *ord = dp_rdp_orders(&n_ord);
+    double log_delta = log(delta), best = INFINITY, best_a = ord[0];
+    for (size_t k = 0; k < n_ord; k++) {
+        double a = ord[k];
+        if (!isfinite(total[k])) continue;
+        /* Balle et al. 2020: eps = rdp + log((a-1)/a) - (log delta + log a) / (a-1). */
+        double eps = total[k] + log1p(-1.0 / a) - (log_delta + log(a)) / (a - 1.0);
+        if (eps < best) {
+            best = eps;
+            best_a = a;
+        }
+    }
+    if (!isfinite(best)) return -1;
+    *epsilon = best > 0.0 ? best : 0.0;
+    if (best_order) *best_order = best_a;
+    return 0;
+}
+
 DP_API dp_status dp_account_rdp(const dp_privacy_event *events, size_t n_events, double delta,
                                 double *epsilon, double *best_order) {
     DP_TRY(acct_check_events("rdp accountant", events, n_events));
@@ -158,29 +186,14 @@ DP_API dp_status dp_account_rdp(const dp_privacy_event *events, size_t n_events,
         if (best_order) *best_order = NAN;
         return DP_OK;
     }
-    size_t n_ord;
-    const double *ord = dp_rdp_orders(&n_ord);
-    double log_delta = log(delta), best = INFINITY, best_a = ord[0];
-    for (size_t k = 0; k < n_ord; k++) {
-        double a = ord[k], total = 0.0;
-        for (size_t e = 0; e < n_events && isfinite(total); e++) {
-            if (events[e].steps == 0) continue;
-            double r;
-            DP_TRY(dp_rdp_subsampled_gaussian(events[e].q, events[e].sigma, a, &r));
-            total += (double)events[e].steps * r;
-        }
-        if (!isfinite(total)) continue;
-        /* Balle et al. 2020: eps = rdp + log((a-1)/a) - (log delta + log a) / (a-1). */
-        double eps = total + log1p(-1.0 / a) - (log_delta + log(a)) / (a - 1.0);
-        if (eps < best) {
-            best = eps;
-            best_a = a;
-        }
+    double total[ACCT_RDP_ORDERS] = {0}, curve[ACCT_RDP_ORDERS];
+    for (size_t e = 0; e < n_events; e++) {
+        if (events[e].steps == 0) continue;
+        DP_TRY(acct_rdp_curve(events[e].q, events[e].sigma, curve));
+        for (size_t k = 0; k < ACCT_RDP_ORDERS; k++) total[k] += (double)events[e].steps * curve[k];
     }
-    if (!isfinite(best))
+    if (acct_rdp_epsilon_of_curve(total, delta, epsilon, best_order))
         return dp_error(DP_E_PRIVACY, "rdp accountant: epsilon is infinite at every order "
                                       "(noise multiplier too small)");
-    *epsilon = best > 0.0 ? best : 0.0;
-    if (best_order) *best_order = best_a;
     return DP_OK;
 }
