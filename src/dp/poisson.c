@@ -97,10 +97,11 @@ static double ustream_next(ustream *s) {
 DP_API size_t dp_poisson_capacity(size_t n_range, double q) {
     if (!(q > 0)) return 0;
     if (q >= 1) return n_range;
-    /* Bernstein: P(X - mu >= t) <= exp(-t^2 / (2 (var + t / 3))) with var <= mu;
-     * solve t^2 = 2 l (mu + t / 3) for l = log(1e12). */
-    double mu = (double)n_range * q, l = log(1e12);
-    double t = l / 3.0 + sqrt(l * l / 9.0 + 2.0 * l * mu);
+    /* Bernstein's inequality for a sum of independent Bernoulli(q) (each
+     * |X_i - q| <= 1): P(X - mu >= t) <= exp(-t^2 / (2 (var + t / 3))),
+     * var = n q (1 - q); solve t^2 = 2 l (var + t / 3) for l = log(1e12). */
+    double mu = (double)n_range * q, var = mu * (1.0 - q), l = log(1e12);
+    double t = l / 3.0 + sqrt(l * l / 9.0 + 2.0 * l * var);
     double cap = ceil(mu + t) + 1.0;
     if (cap >= (double)n_range) return n_range;
     return (size_t)cap;
