@@ -38,7 +38,8 @@ Test(comm, single_rank_collectives_are_identity) {
     dp_comm *c = open_single();
     size_t n = 1237;
     float *buf = malloc(n * sizeof *buf), *orig = malloc(n * sizeof *orig);
-    for (size_t i = 0; i < n; i++) orig[i] = (float)tu_normal(&s);
+    for (size_t i = 0; i < n; i++)
+        orig[i] = (float)tu_normal(&s);
     for (int a = 0; a < 4; a++) {
         memcpy(buf, orig, n * sizeof *buf);
         cr_assert_eq(dp_comm_allreduce(c, buf, n, algos[a]), DP_OK);
@@ -112,7 +113,8 @@ Test(comm, shard_ranges_cover_exactly_and_differ_by_at_most_one) {
         for (int R = 1; R <= 7; R++) {
             size_t n = ns[k], expect_b = 0, prev_end = 0, lo = (size_t)-1, hi = 0;
             size_t dealt[7] = {0};
-            for (size_t i = 0; i < n; i++) dealt[i % (size_t)R]++;
+            for (size_t i = 0; i < n; i++)
+                dealt[i % (size_t)R]++;
             for (int r = 0; r < R; r++) {
                 size_t b, e;
                 cr_assert_eq(dp_comm_shard(n, R, r, &b, &e), DP_OK);

@@ -125,9 +125,8 @@ DP_API dp_status dp_comm_allreduce(dp_comm *comm, float *buf, size_t n, dp_allre
  * two equals dp_comm_allreduce up to rounding (with the same summation order
  * for naive and ring). Chunk pointers may be NULL. algo mpi uses
  * MPI_Reduce_scatter and MPI_Allgatherv (n <= INT_MAX there). */
-DP_API dp_status dp_comm_reduce_scatter(dp_comm *comm, float *buf, size_t n,
-                                        dp_allreduce_algo algo, size_t *chunk_begin,
-                                        size_t *chunk_end);
+DP_API dp_status dp_comm_reduce_scatter(dp_comm *comm, float *buf, size_t n, dp_allreduce_algo algo,
+                                        size_t *chunk_begin, size_t *chunk_end);
 DP_API dp_status dp_comm_allgather_chunks(dp_comm *comm, float *buf, size_t n,
                                           dp_allreduce_algo algo);
 
@@ -149,8 +148,8 @@ DP_API dp_status dp_comm_allgather_chunks(dp_comm *comm, float *buf, size_t n,
  * pattern.
  * The request table lives in the handle and grows only when more requests
  * are outstanding than ever before. */
-DP_API dp_status dp_comm_iallreduce(dp_comm *comm, float *buf, size_t n,
-                                    dp_allreduce_algo algo, int *request);
+DP_API dp_status dp_comm_iallreduce(dp_comm *comm, float *buf, size_t n, dp_allreduce_algo algo,
+                                    int *request);
 /* *done <- 1 if the request has completed (then it is also released, as by
  * dp_comm_wait); for mpi this advances MPI's progress engine and returns at
  * once. A request of our algorithms is run to completion here (as by

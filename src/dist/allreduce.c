@@ -29,8 +29,8 @@ DP_API const char *dp_allreduce_name(dp_allreduce_algo algo) {
 static dp_status check(const dp_comm *c, const float *buf, size_t n, dp_allreduce_algo algo,
                        const char *what) {
     if (!c) return dp_error(DP_E_USAGE, "%s: comm is NULL", what);
-    if (n && !buf) return dp_error(DP_E_USAGE, "rank %d: %s: buf is NULL with n = %zu", c->rank,
-                                   what, n);
+    if (n && !buf)
+        return dp_error(DP_E_USAGE, "rank %d: %s: buf is NULL with n = %zu", c->rank, what, n);
     if ((int)algo < 0 || (int)algo >= NALGO)
         return dp_error(DP_E_USAGE, "%s: unknown algorithm %d", what, (int)algo);
     return DP_OK;
@@ -51,8 +51,10 @@ static dp_status mpi_allreduce(dp_comm *c, float *buf, size_t n) {
 /* counts[] and displs[] of the chunk partition, for the v-collectives. */
 static dp_status mpi_layout(dp_comm *c, size_t n, const char *what) {
     if (n > (size_t)INT_MAX)
-        return dp_error(DP_E_UNSUPPORTED, "rank %d: %s: algorithm mpi takes at most %d floats "
-                        "here, found %zu (use ring or tree)", c->rank, what, INT_MAX, n);
+        return dp_error(DP_E_UNSUPPORTED,
+                        "rank %d: %s: algorithm mpi takes at most %d floats "
+                        "here, found %zu (use ring or tree)",
+                        c->rank, what, INT_MAX, n);
     for (int r = 0; r < c->size; r++) {
         size_t b, e;
         comm_chunk(n, c->size, r, &b, &e);
@@ -86,12 +88,15 @@ DP_API dp_status dp_comm_allreduce(dp_comm *c, float *buf, size_t n, dp_allreduc
     DP_TRY(check(c, buf, n, algo, "allreduce"));
     if (!c->use_mpi || c->size == 1 || n == 0) return DP_OK;
     switch (algo) {
-    case DP_ALLREDUCE_MPI: return mpi_allreduce(c, buf, n);
-    case DP_ALLREDUCE_NAIVE: return comm_naive_allreduce(c, buf, n);
+    case DP_ALLREDUCE_MPI:
+        return mpi_allreduce(c, buf, n);
+    case DP_ALLREDUCE_NAIVE:
+        return comm_naive_allreduce(c, buf, n);
     case DP_ALLREDUCE_RING:
         DP_TRY(comm_ring_reduce_scatter(c, buf, n));
         return comm_ring_allgather(c, buf, n);
-    case DP_ALLREDUCE_TREE: return comm_tree_allreduce(c, buf, n);
+    case DP_ALLREDUCE_TREE:
+        return comm_tree_allreduce(c, buf, n);
     }
     return DP_E_INTERNAL; /* unreachable: check() screened algo */
 }
@@ -105,10 +110,14 @@ DP_API dp_status dp_comm_reduce_scatter(dp_comm *c, float *buf, size_t n, dp_all
     if (chunk_end) *chunk_end = e;
     if (!c->use_mpi || c->size == 1 || n == 0) return DP_OK;
     switch (algo) {
-    case DP_ALLREDUCE_MPI: return mpi_reduce_scatter(c, buf, n);
-    case DP_ALLREDUCE_NAIVE: return comm_naive_reduce_scatter(c, buf, n);
-    case DP_ALLREDUCE_RING: return comm_ring_reduce_scatter(c, buf, n);
-    case DP_ALLREDUCE_TREE: return comm_tree_reduce_scatter(c, buf, n);
+    case DP_ALLREDUCE_MPI:
+        return mpi_reduce_scatter(c, buf, n);
+    case DP_ALLREDUCE_NAIVE:
+        return comm_naive_reduce_scatter(c, buf, n);
+    case DP_ALLREDUCE_RING:
+        return comm_ring_reduce_scatter(c, buf, n);
+    case DP_ALLREDUCE_TREE:
+        return comm_tree_reduce_scatter(c, buf, n);
     }
     return DP_E_INTERNAL;
 }
@@ -118,10 +127,14 @@ DP_API dp_status dp_comm_allgather_chunks(dp_comm *c, float *buf, size_t n,
     DP_TRY(check(c, buf, n, algo, "allgather"));
     if (!c->use_mpi || c->size == 1 || n == 0) return DP_OK;
     switch (algo) {
-    case DP_ALLREDUCE_MPI: return mpi_allgather(c, buf, n);
-    case DP_ALLREDUCE_NAIVE: return comm_naive_allgather(c, buf, n);
-    case DP_ALLREDUCE_RING: return comm_ring_allgather(c, buf, n);
-    case DP_ALLREDUCE_TREE: return comm_tree_allgather(c, buf, n);
+    case DP_ALLREDUCE_MPI:
+        return mpi_allgather(c, buf, n);
+    case DP_ALLREDUCE_NAIVE:
+        return comm_naive_allgather(c, buf, n);
+    case DP_ALLREDUCE_RING:
+        return comm_ring_allgather(c, buf, n);
+    case DP_ALLREDUCE_TREE:
+        return comm_tree_allgather(c, buf, n);
     }
     return DP_E_INTERNAL;
 }

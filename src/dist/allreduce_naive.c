@@ -20,8 +20,8 @@ static float *slot(float *scratch, size_t len, int me, int k) {
  * (which may be `out` itself) and the others come from the scratch slots.
  * Blocks of 1024 keep the partial sums in L1 and let `out` alias `mine`.
  */
-static void sum_in_rank_order(float *out, const float *mine, float *scratch, size_t len,
-                              size_t m, int me, int R) {
+static void sum_in_rank_order(float *out, const float *mine, float *scratch, size_t len, size_t m,
+                              int me, int R) {
     enum { BLK = 1024 };
     float acc[BLK];
     for (size_t off = 0; off < m; off += BLK) {
@@ -30,7 +30,8 @@ static void sum_in_rank_order(float *out, const float *mine, float *scratch, siz
         memcpy(acc, x0, k * sizeof *acc);
         for (int r = 1; r < R; r++) {
             const float *restrict x = r == me ? mine + off : slot(scratch, len, me, r) + off;
-            for (size_t i = 0; i < k; i++) acc[i] += x[i];
+            for (size_t i = 0; i < k; i++)
+                acc[i] += x[i];
         }
         memcpy(out + off, acc, k * sizeof *acc);
     }

@@ -26,7 +26,9 @@
  */
 #include "dist/comm_internal.h"
 
-static int mod(int a, int R) { return ((a % R) + R) % R; }
+static int mod(int a, int R) {
+    return ((a % R) + R) % R;
+}
 
 dp_status comm_ring_reduce_scatter(dp_comm *c, float *buf, size_t n) {
     int R = c->size, r = c->rank, right = mod(r + 1, R), left = mod(r - 1, R);

@@ -33,13 +33,16 @@ typedef struct tree {
 
 static tree layout(const dp_comm *c) {
     tree t = {c->size, c->rank, 1, 0, 0};
-    while (t.p * 2 <= t.R) t.p *= 2;
+    while (t.p * 2 <= t.R)
+        t.p *= 2;
     t.rem = t.R - t.p;
     t.v = t.r < 2 * t.rem ? (t.r & 1 ? t.r / 2 : -1) : t.r - t.rem;
     return t;
 }
 
-static int real_of(const tree *t, int v) { return v < t->rem ? 2 * v + 1 : v + t->rem; }
+static int real_of(const tree *t, int v) {
+    return v < t->rem ? 2 * v + 1 : v + t->rem;
+}
 
 /* Data range of the virtual ranks [a, b). */
 static void vrange(const tree *t, size_t n, int a, int b, size_t *lo, size_t *hi) {
@@ -52,8 +55,7 @@ static void vrange(const tree *t, size_t n, int a, int b, size_t *lo, size_t *hi
 
 /* The even partner of a folded pair gives its whole vector to the odd one,
  * which adds it; *idle is set on the even rank, which then sits out. */
-static dp_status fold_in(dp_comm *c, const tree *t, float *buf, size_t n, float *tmp,
-                         int *idle) {
+static dp_status fold_in(dp_comm *c, const tree *t, float *buf, size_t n, float *tmp, int *idle) {
     *idle = 0;
     if (t->r >= 2 * t->rem) return DP_OK;
     if (t->v < 0) {
@@ -110,8 +112,10 @@ static dp_status halving(dp_comm *c, float *buf, size_t n, int give_back) {
         vrange(&t, n, lower ? lo : mid, lower ? mid : hi, &rb, &re);
         DP_TRY(comm_xchg(c, buf + sb, se - sb, partner, tmp, re - rb, partner));
         comm_add(buf + rb, tmp, re - rb);
-        if (lower) hi = mid;
-        else lo = mid;
+        if (lower)
+            hi = mid;
+        else
+            lo = mid;
     }
     if (give_back && t.r < 2 * t.rem) {
         size_t b, e;

@@ -76,8 +76,10 @@ DP_API dp_status dp_comm_open(dp_comm **out) {
         double v = strtod(d, &end);
         if (*end || !(v >= 0 && v <= 1e7)) {
             dp_comm_close(c);
-            return dp_error(DP_E_USAGE, "DPSGD_COMM_DELAY_US: expected microseconds in "
-                                        "[0, 1e7], found '%s'", d);
+            return dp_error(DP_E_USAGE,
+                            "DPSGD_COMM_DELAY_US: expected microseconds in "
+                            "[0, 1e7], found '%s'",
+                            d);
         }
         c->delay_us = v;
     }
@@ -118,9 +120,15 @@ DP_API void dp_comm_close(dp_comm *c) {
     }
 }
 
-DP_API int dp_comm_rank(const dp_comm *c) { return c ? c->rank : 0; }
-DP_API int dp_comm_size(const dp_comm *c) { return c ? c->size : 1; }
-DP_API int dp_comm_uses_mpi(const dp_comm *c) { return c ? c->use_mpi : 0; }
+DP_API int dp_comm_rank(const dp_comm *c) {
+    return c ? c->rank : 0;
+}
+DP_API int dp_comm_size(const dp_comm *c) {
+    return c ? c->size : 1;
+}
+DP_API int dp_comm_uses_mpi(const dp_comm *c) {
+    return c ? c->use_mpi : 0;
+}
 
 DP_API dp_status dp_comm_barrier(dp_comm *c) {
     if (!c) return dp_error(DP_E_USAGE, "comm barrier: comm is NULL");
@@ -190,8 +198,8 @@ static dp_status allreduce_typed(dp_comm *c, void *buf, size_t n, size_t elem, M
     if (!c->use_mpi || c->size == 1) return DP_OK;
     for (size_t off = 0; off < n;) {
         size_t k = DP_MIN(n - off, (size_t)INT_MAX);
-        int err = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)k, t, mpi_op(op),
-                                c->mc);
+        int err =
+            MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)k, t, mpi_op(op), c->mc);
         if (err != MPI_SUCCESS) return comm_mpi_fail(c, err, what);
         off += k;
     }
@@ -284,18 +292,18 @@ dp_status comm_xchg(dp_comm *c, const float *sbuf, size_t scount, int dest, floa
     MPI_Request r[2 * XCHG_MAX_PIECES];
     int nr = 0, err;
     if (scount > XCHG_PIECE * XCHG_MAX_PIECES || rcount > XCHG_PIECE * XCHG_MAX_PIECES)
-        return dp_error(DP_E_RANGE, "rank %d: allreduce message of %zu floats exceeds %zu",
-                        c->rank, DP_MAX(scount, rcount), XCHG_PIECE * XCHG_MAX_PIECES);
+        return dp_error(DP_E_RANGE, "rank %d: allreduce message of %zu floats exceeds %zu", c->rank,
+                        DP_MAX(scount, rcount), XCHG_PIECE * XCHG_MAX_PIECES);
     if (scount && rcount && scount <= XCHG_PIECE && rcount <= XCHG_PIECE) {
         /* the common case: one message each way */
         comm_delay(c);
-        err = MPI_Sendrecv(sbuf, (int)scount, MPI_FLOAT, dest, 0, rbuf, (int)rcount, MPI_FLOAT,
-                           src, 0, c->mc, MPI_STATUS_IGNORE);
+        err = MPI_Sendrecv(sbuf, (int)scount, MPI_FLOAT, dest, 0, rbuf, (int)rcount, MPI_FLOAT, src,
+                           0, c->mc, MPI_STATUS_IGNORE);
         return err == MPI_SUCCESS ? DP_OK : comm_mpi_fail(c, err, "allreduce: MPI_Sendrecv");
     }
     for (size_t off = 0; off < rcount; off += XCHG_PIECE) {
-        err = MPI_Irecv(rbuf + off, (int)DP_MIN(rcount - off, XCHG_PIECE), MPI_FLOAT, src, 0,
-                        c->mc, &r[nr++]);
+        err = MPI_Irecv(rbuf + off, (int)DP_MIN(rcount - off, XCHG_PIECE), MPI_FLOAT, src, 0, c->mc,
+                        &r[nr++]);
         if (err != MPI_SUCCESS) return comm_mpi_fail(c, err, "allreduce: MPI_Irecv");
     }
     for (size_t off = 0; off < scount; off += XCHG_PIECE) {
@@ -309,5 +317,6 @@ dp_status comm_xchg(dp_comm *c, const float *sbuf, size_t scount, int dest, floa
 }
 
 void comm_add(float *restrict dst, const float *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
 }

@@ -12,26 +12,26 @@
 
 /* One outstanding non-blocking allreduce (see dp_comm_iallreduce). */
 typedef struct comm_req {
-    int active;              /* slot in use */
-    int deferred;            /* 1: one of ours, runs inside wait; 0: an MPI request */
-    int ran;                 /* deferred: already run by the wait of a later request */
+    int active;   /* slot in use */
+    int deferred; /* 1: one of ours, runs inside wait; 0: an MPI request */
+    int ran;      /* deferred: already run by the wait of a later request */
     float *buf;
     size_t n;
     dp_allreduce_algo algo;
-    uint64_t seq;            /* start order, to run deferred requests in order */
+    uint64_t seq; /* start order, to run deferred requests in order */
     MPI_Request mreq;
 } comm_req;
 
 struct dp_comm {
     int rank, size;
-    int use_mpi;             /* 0: single rank, no MPI call is ever made */
-    MPI_Comm mc;             /* private duplicate of MPI_COMM_WORLD */
-    float *scratch;          /* receive space of our algorithms, grown once */
-    size_t scratch_cap;      /* in floats */
-    MPI_Request *reqs;       /* 2 * size requests (naive posts them all at once) */
-    int *counts, *displs;    /* size ints each, for MPI_Reduce_scatter / Allgatherv */
-    double delay_us;         /* DPSGD_COMM_DELAY_US: busy-wait per message (ours only) */
-    comm_req *pending;       /* request table of dp_comm_iallreduce */
+    int use_mpi;          /* 0: single rank, no MPI call is ever made */
+    MPI_Comm mc;          /* private duplicate of MPI_COMM_WORLD */
+    float *scratch;       /* receive space of our algorithms, grown once */
+    size_t scratch_cap;   /* in floats */
+    MPI_Request *reqs;    /* 2 * size requests (naive posts them all at once) */
+    int *counts, *displs; /* size ints each, for MPI_Reduce_scatter / Allgatherv */
+    double delay_us;      /* DPSGD_COMM_DELAY_US: busy-wait per message (ours only) */
+    comm_req *pending;    /* request table of dp_comm_iallreduce */
     int pending_cap;
     uint64_t next_seq;
 };

@@ -29,7 +29,7 @@ static uint64_t seed;
 #define CHECK_OK(expr)                                                                             \
     do {                                                                                           \
         dp_status s_ = (expr);                                                                     \
-        if (s_ != DP_OK) FAIL("%s -> %s: %s", #expr, dp_status_str(s_), dp_last_error());         \
+        if (s_ != DP_OK) FAIL("%s -> %s: %s", #expr, dp_status_str(s_), dp_last_error());          \
     } while (0)
 
 static uint64_t mix(uint64_t z) {
@@ -43,13 +43,14 @@ static uint64_t mix(uint64_t z) {
  * mantissa, so different summation orders really round differently. */
 static float input(int r, size_t i, uint64_t salt) {
     uint64_t h = mix(seed ^ mix(salt + (uint64_t)r * 0x100000001b3ULL) ^ mix(i));
-    double u = (double)(h >> 11) * 0x1.0p-53;           /* [0, 1) */
-    int e = (int)((h >> 3) % 13) - 6;                    /* [-6, 6] */
+    double u = (double)(h >> 11) * 0x1.0p-53; /* [0, 1) */
+    int e = (int)((h >> 3) % 13) - 6;         /* [-6, 6] */
     return (float)((h & 1 ? -1.0 : 1.0) * ldexp(1.0 + u, e));
 }
 
 static void fill(float *buf, size_t n, uint64_t salt) {
-    for (size_t i = 0; i < n; i++) buf[i] = input(me, i, salt);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = input(me, i, salt);
 }
 
 /* ref[i] = exact-ish sum in double, tol[i] = bound on float summation error. */
@@ -164,7 +165,8 @@ static void check_nonblocking(dp_comm *c) {
         fill(bufs[k], sizes[k], 1000 + k);
         CHECK_OK(dp_comm_iallreduce(c, bufs[k], sizes[k], algos[k % NALGO], &req[k]));
     }
-    for (int k = K - 1; k >= 0; k--) CHECK_OK(dp_comm_wait(c, req[k]));
+    for (int k = K - 1; k >= 0; k--)
+        CHECK_OK(dp_comm_wait(c, req[k]));
     for (int k = 0; k < K; k++) {
         double *ref = malloc(sizes[k] * sizeof *ref), *tol = malloc(sizes[k] * sizeof *tol);
         char what[64];
@@ -187,13 +189,15 @@ static void check_nonblocking(dp_comm *c) {
     CHECK_OK(dp_comm_iallreduce(c, bufs[0], sizes[0], DP_ALLREDUCE_RING, &req[0]));
     CHECK_OK(dp_comm_iallreduce(c, bufs[1], sizes[1], DP_ALLREDUCE_MPI, &req[1]));
     CHECK_OK(dp_comm_wait_all(c));
-    for (int k = 0; k < K; k++) free(bufs[k]);
+    for (int k = 0; k < K; k++)
+        free(bufs[k]);
 }
 
 static void check_checksum(dp_comm *c) {
     enum { N = 5000 };
     float *p = malloc(N * sizeof *p);
-    for (size_t i = 0; i < N; i++) p[i] = input(0, i, 77); /* the same on every rank */
+    for (size_t i = 0; i < N; i++)
+        p[i] = input(0, i, 77); /* the same on every rank */
     int same = 0;
     CHECK_OK(dp_comm_check_same(c, p, N, &same));
     if (!same) FAIL("check_same: identical parameters reported different");
@@ -223,14 +227,16 @@ static void check_agree(dp_comm *c) {
     if (me == bad) local = dp_error(DP_E_IO, "X_train.npy: cannot read rows 10..20");
     dp_status ret = dp_comm_agree(c, local, &g);
     char want[128];
-    snprintf(want, sizeof want, R > 1 ? "rank %d: X_train.npy: cannot read rows 10..20"
-                                      : "X_train.npy: cannot read rows 10..20", bad);
-    if (g != DP_E_IO || ret != DP_E_IO) FAIL("agree: rank %d's DP_E_IO arrived as %d/%d", bad, g,
-                                             ret);
+    snprintf(want, sizeof want,
+             R > 1 ? "rank %d: X_train.npy: cannot read rows 10..20"
+                   : "X_train.npy: cannot read rows 10..20",
+             bad);
+    if (g != DP_E_IO || ret != DP_E_IO)
+        FAIL("agree: rank %d's DP_E_IO arrived as %d/%d", bad, g, ret);
     if (strcmp(dp_last_error(), want))
         FAIL("agree: message '%s', expected '%s'", dp_last_error(), want);
     if (R >= 3) { /* two failures: the lowest failing rank speaks for all */
-        local = me == 2 ? dp_error(DP_E_NOMEM, "out of memory on two")
+        local = me == 2   ? dp_error(DP_E_NOMEM, "out of memory on two")
                 : me == 1 ? dp_error(DP_E_FORMAT, "bad file on one")
                           : DP_OK;
         dp_comm_agree(c, local, &g);
@@ -244,7 +250,8 @@ static void check_small_collectives(dp_comm *c) {
     double d[3] = {me + 0.5, -(double)me, 1.0 / (me + 1)};
     CHECK_OK(dp_comm_allreduce_f64(c, d, 3, DP_OP_SUM));
     double want = 0;
-    for (int r = 0; r < R; r++) want += r + 0.5;
+    for (int r = 0; r < R; r++)
+        want += r + 0.5;
     if (fabs(d[0] - want) > 1e-12) FAIL("allreduce f64 sum: %g, expected %g", d[0], want);
     uint64_t u[2] = {(uint64_t)me + 10, UINT64_MAX - (uint64_t)me};
     uint64_t v[2] = {u[0], u[1]};
@@ -273,9 +280,17 @@ static void check_small_collectives(dp_comm *c) {
 
 /* After a warm-up at the largest size, no call of any algorithm allocates. */
 static size_t n_alloc;
-static void *count_malloc(void *ud, size_t n) { n_alloc++; return malloc(n); }
-static void *count_realloc(void *ud, void *p, size_t n) { n_alloc++; return realloc(p, n); }
-static void count_free(void *ud, void *p) { free(p); }
+static void *count_malloc(void *ud, size_t n) {
+    n_alloc++;
+    return malloc(n);
+}
+static void *count_realloc(void *ud, void *p, size_t n) {
+    n_alloc++;
+    return realloc(p, n);
+}
+static void count_free(void *ud, void *p) {
+    free(p);
+}
 
 static void check_no_allocation(dp_comm *c) {
     size_t n = 100000;
@@ -322,9 +337,10 @@ int main(void) {
         fprintf(stderr, "check_allreduce: %d ranks, DP_TEST_SEED=%llu\n", R,
                 (unsigned long long)seed);
 
-    size_t sizes[] = {0, 1, (size_t)R - 1, (size_t)R, (size_t)R + 1, 7, 1000, 4097, 8191,
-                      1 << 14, 100003, 1 << 20};
-    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) check_size(c, sizes[k]);
+    size_t sizes[] = {0,    1,    (size_t)R - 1, (size_t)R, (size_t)R + 1, 7,
+                      1000, 4097, 8191,          1 << 14,   100003,        1 << 20};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+        check_size(c, sizes[k]);
     check_nonblocking(c);
     check_checksum(c);
     check_agree(c);

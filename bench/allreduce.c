@@ -1,0 +1,321 @@
+/*
+ * allreduce.c: benchmark of the float allreduce algorithms of src/dist/
+ * (naive, ring, tree) against MPI_Allreduce (algo mpi), run under mpirun.
+ * Measures alpha and beta by a ping-pong between ranks 0 and 1 and gamma
+ * (the reduction's cost per byte) by timing the sum loop, then for sizes
+ * 1 KiB .. 64 MiB (x4 steps, plus 32 KiB) prints median and min time, bus
+ * bandwidth 2(R-1)/R * bytes / t (the nccl-tests convention: a perfect ring
+ * reaches the link bandwidth) and the alpha-beta-gamma model's prediction
+ * (Thakur, Rabenseifner & Gropp 2005; docs/scaling.md).
+ *
+ *   mpirun -np 2 build/bench/allreduce [--json] [--json-file PATH] [--min-bytes B]
+ *          [--max-bytes B] [--reps-scale X] [--algos mpi,naive,ring,tree] [--label TEXT]
+ *
+ * --json prints only the JSON object; --json-file writes it to PATH beside
+ * the table (one run, both forms).
+ *
+ * Method: one buffer of the largest size, touched before timing; our
+ * algorithms' scratch grown before timing; algorithms interleaved within
+ * each repetition, each call after a barrier; a repetition's time is the
+ * slowest rank's; each algorithm is first checked once per size against the
+ * exact sum. Timed calls run on zeros, so repeated in-place sums stay finite.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dpsgd/dpsgd.h"
+
+typedef struct model {
+    double alpha; /* seconds per message */
+    double beta;  /* seconds per byte on the wire */
+    double gamma; /* seconds per byte reduced (one float add per 4 bytes) */
+} model;
+
+static int R, me;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Half the round trip of `bytes` between ranks 0 and 1 (median of reps). */
+static double pingpong(char *buf, int bytes, int reps) {
+    double *t = malloc((size_t)reps * sizeof *t);
+    for (int i = -2; i < reps; i++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        if (me == 0) {
+            MPI_Send(buf, bytes, MPI_BYTE, 1, 7, MPI_COMM_WORLD);
+            MPI_Recv(buf, bytes, MPI_BYTE, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        } else if (me == 1) {
+            MPI_Recv(buf, bytes, MPI_BYTE, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Send(buf, bytes, MPI_BYTE, 0, 7, MPI_COMM_WORLD);
+        }
+        if (i >= 0) t[i] = (MPI_Wtime() - t0) / 2;
+    }
+    double m = median(t, reps);
+    free(t);
+    MPI_Bcast(&m, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    return m;
+}
+
+static model measure(float *buf, size_t max_bytes) {
+    model m;
+    int big = (int)(max_bytes < (4u << 20) ? max_bytes : (4u << 20));
+    double t_small = pingpong((char *)buf, 8, 500);
+    double t_big = pingpong((char *)buf, big, 20);
+    m.alpha = t_small;
+    m.beta = big > 8 ? fmax(0, (t_big - t_small) / (big - 8)) : 0;
+    /* gamma: the add loop on a vector already in memory, 1 MiB (cache-sized,
+     * as the chunks of a ring step are) */
+    size_t n = (1u << 20) / sizeof(float);
+    float *a = buf, *b = buf + n;
+    double best = 1e30;
+    for (int rep = 0; rep < 20; rep++) {
+        double t0 = MPI_Wtime();
+        for (size_t i = 0; i < n; i++)
+            a[i] += b[i];
+        best = fmin(best, MPI_Wtime() - t0);
+    }
+    m.gamma = best / (double)(n * sizeof(float));
+    MPI_Bcast(&m.gamma, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    memset(buf, 0, 2 * n * sizeof(float));
+    return m;
+}
+
+/* The alpha-beta-gamma cost of each algorithm for n bytes on R ranks, as
+ * implemented in src/dist/ (docs/scaling.md derives them). mpi: the cheaper
+ * of ring and tree, what an ideally tuned library would pick. */
+static double predict(dp_allreduce_algo a, double n, const model *m) {
+    int p = 1, lg = 0;
+    while (p * 2 <= R)
+        p *= 2, lg++;
+    double fold = R > p ? 2 * (m->alpha + n * m->beta) + n * m->gamma : 0;
+    double ring = 2.0 * (R - 1) * m->alpha + 2.0 * (R - 1) / R * n * m->beta +
+                  (double)(R - 1) / R * n * m->gamma;
+    double tree = n < 32768 ? lg * (m->alpha + n * m->beta + n * m->gamma) + fold
+                            : 2.0 * lg * m->alpha + 2.0 * (p - 1) / p * n * m->beta +
+                                  (double)(p - 1) / p * n * m->gamma + fold;
+    switch (a) {
+    case DP_ALLREDUCE_NAIVE:
+        return (R - 1) * (m->alpha + n * m->beta + n * m->gamma);
+    case DP_ALLREDUCE_RING:
+        return ring;
+    case DP_ALLREDUCE_TREE:
+        return tree;
+    case DP_ALLREDUCE_MPI:
+        return fmin(ring, tree);
+    }
+    return 0;
+}
+
+static void die(const char *what) {
+    if (me == 0) fprintf(stderr, "allreduce: %s: %s\n", what, dp_last_error());
+    MPI_Abort(MPI_COMM_WORLD, 2);
+}
+
+static int base_reps(size_t bytes) {
+    return bytes <= (64u << 10) ? 200 : bytes <= (1u << 20) ? 50 : bytes <= (16u << 20) ? 10 : 5;
+}
+
+int main(int argc, char **argv) {
+    int json = 0;
+    size_t min_bytes = 1024, max_bytes = (size_t)64 << 20;
+    double reps_scale = 1;
+    const char *algo_list = "mpi,naive,ring,tree", *label = "", *json_file = NULL;
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"min-bytes", required_argument, 0, 'a'},
+                                         {"max-bytes", required_argument, 0, 'b'},
+                                         {"reps-scale", required_argument, 0, 'r'},
+                                         {"algos", required_argument, 0, 'g'},
+                                         {"label", required_argument, 0, 'l'},
+                                         {"json-file", required_argument, 0, 'f'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        char *end = NULL;
+        switch (o) {
+        case 'j':
+            json = 1;
+            break;
+        case 'a':
+            min_bytes = strtoull(optarg, &end, 10);
+            break;
+        case 'b':
+            max_bytes = strtoull(optarg, &end, 10);
+            break;
+        case 'r':
+            reps_scale = strtod(optarg, &end);
+            break;
+        case 'g':
+            algo_list = optarg;
+            break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'f':
+            json_file = optarg;
+            break;
+        default:
+            fprintf(o == 'h' ? stdout : stderr,
+                    "usage: mpirun -np R allreduce [--json] [--json-file PATH] [--min-bytes B] "
+                    "[--max-bytes B] [--reps-scale X] [--algos mpi,naive,ring,tree] "
+                    "[--label TEXT]\n");
+            return o == 'h' ? 0 : 1;
+        }
+        if (end && (*end || end == optarg)) {
+            fprintf(stderr, "allreduce: --%s: expected a number, found '%s'\n",
+                    o == 'a'   ? "min-bytes"
+                    : o == 'b' ? "max-bytes"
+                               : "reps-scale",
+                    optarg);
+            return 1;
+        }
+    }
+    if (min_bytes < 4 || max_bytes < min_bytes || !(reps_scale > 0)) {
+        fprintf(stderr, "allreduce: need 4 <= --min-bytes <= --max-bytes and --reps-scale > 0\n");
+        return 1;
+    }
+    dp_allreduce_algo algos[4];
+    int nalgo = 0;
+    char list[64];
+    snprintf(list, sizeof list, "%s", algo_list);
+    for (char *tok = strtok(list, ","); tok && nalgo < 4; tok = strtok(NULL, ",")) {
+        if (dp_allreduce_parse(tok, &algos[nalgo]) != DP_OK) {
+            fprintf(stderr, "allreduce: --algos: %s\n", dp_last_error());
+            return 1;
+        }
+        nalgo++;
+    }
+    if (!nalgo) {
+        fprintf(stderr, "allreduce: --algos: expected a list of algorithms\n");
+        return 1;
+    }
+
+    dp_comm *c;
+    if (dp_comm_open(&c) != DP_OK) {
+        fprintf(stderr, "allreduce: %s\n", dp_last_error());
+        return 2;
+    }
+    R = dp_comm_size(c);
+    me = dp_comm_rank(c);
+    if (R < 2) {
+        fprintf(stderr, "allreduce: run under mpirun with 2 or more ranks "
+                        "(mpirun -np 2 build/bench/allreduce)\n");
+        dp_comm_close(c);
+        return 1;
+    }
+
+    size_t sizes[16];
+    int nsizes = 0;
+    for (size_t b = 1024; b <= ((size_t)64 << 20) && nsizes < 15; b *= 4) {
+        if (b >= min_bytes && b <= max_bytes) sizes[nsizes++] = b;
+        if (b == 16384 && 32768 >= min_bytes && 32768 <= max_bytes) sizes[nsizes++] = 32768;
+    }
+    size_t max_n = max_bytes / sizeof(float);
+    if (max_n < (2u << 20) / sizeof(float)) max_n = (2u << 20) / sizeof(float);
+    float *buf = malloc(max_n * sizeof *buf);
+    if (!buf) die("cannot allocate the buffer");
+    memset(buf, 0, max_n * sizeof *buf); /* pre-touch every page */
+    model m = measure(buf, max_bytes);
+    /* grow our scratch to the largest size now, outside the timings */
+    for (int a = 0; a < nalgo; a++)
+        if (dp_comm_allreduce(c, buf, sizes[nsizes - 1] / sizeof(float), algos[a]) != DP_OK)
+            die("warm-up");
+
+    if (me == 0 && !json) {
+        printf("allreduce: %d ranks%s%s; ping-pong alpha %.2f us, beta %.3f ns/byte (%.2f GB/s), "
+               "reduction gamma %.3f ns/byte\n",
+               R, *label ? ", " : "", label, m.alpha * 1e6, m.beta * 1e9,
+               m.beta > 0 ? 1e-9 / m.beta : 0.0, m.gamma * 1e9);
+        printf("%10s  %-6s %11s %11s %9s %11s %8s\n", "bytes", "algo", "median_us", "min_us",
+               "busbw_GB/s", "model_us", "vs_mpi");
+    }
+    FILE *jf = NULL; /* where the JSON goes, on rank 0 */
+    if (me == 0 && json) jf = stdout;
+    if (me == 0 && json_file && !(jf = fopen(json_file, "w"))) {
+        fprintf(stderr, "allreduce: --json-file: cannot create %s\n", json_file);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    if (jf) fprintf(jf, "{\"results\": [");
+    int first_json = 1;
+    for (int si = 0; si < nsizes; si++) {
+        size_t bytes = sizes[si], n = bytes / sizeof(float);
+        int reps = (int)ceil(base_reps(bytes) * reps_scale);
+        if (reps < 3) reps = 3;
+        /* correctness first: rank r contributes r + 1 everywhere; the sum
+         * R(R+1)/2 is exact in float, so every algorithm must hit it exactly */
+        for (int a = 0; a < nalgo; a++) {
+            for (size_t i = 0; i < n; i++)
+                buf[i] = (float)(me + 1);
+            if (dp_comm_allreduce(c, buf, n, algos[a]) != DP_OK) die("allreduce");
+            int bad = 0;
+            for (size_t i = 0; i < n && !bad; i++)
+                bad = buf[i] != (float)(R * (R + 1) / 2);
+            MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+            if (bad) {
+                if (me == 0)
+                    fprintf(stderr, "allreduce: %s gave a wrong sum at %zu bytes\n",
+                            dp_allreduce_name(algos[a]), bytes);
+                MPI_Abort(MPI_COMM_WORLD, 3);
+            }
+        }
+        memset(buf, 0, bytes);
+        for (int a = 0; a < nalgo; a++)
+            for (int w = 0; w < 2; w++)
+                if (dp_comm_allreduce(c, buf, n, algos[a]) != DP_OK) die("allreduce");
+        double *t = malloc((size_t)reps * nalgo * sizeof *t);
+        for (int rep = 0; rep < reps; rep++)
+            for (int a = 0; a < nalgo; a++) {
+                MPI_Barrier(MPI_COMM_WORLD);
+                double t0 = MPI_Wtime();
+                if (dp_comm_allreduce(c, buf, n, algos[a]) != DP_OK) die("allreduce");
+                t[a * reps + rep] = MPI_Wtime() - t0;
+            }
+        MPI_Allreduce(MPI_IN_PLACE, t, reps * nalgo, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        double med[4], mn[4], mpi_med = 0;
+        for (int a = 0; a < nalgo; a++) {
+            double *ta = t + a * reps;
+            med[a] = median(ta, reps); /* sorts ta */
+            mn[a] = ta[0];
+            if (algos[a] == DP_ALLREDUCE_MPI) mpi_med = med[a];
+        }
+        for (int a = 0; a < nalgo && me == 0; a++) {
+            double busbw = 2.0 * (R - 1) / R * (double)bytes / med[a] / 1e9;
+            double pred = predict(algos[a], (double)bytes, &m);
+            if (!json) {
+                char vs[16] = "-";
+                if (mpi_med > 0) snprintf(vs, sizeof vs, "%.2fx", med[a] / mpi_med);
+                printf("%10zu  %-6s %11.1f %11.1f %9.3f %11.1f %8s\n", bytes,
+                       dp_allreduce_name(algos[a]), med[a] * 1e6, mn[a] * 1e6, busbw, pred * 1e6,
+                       vs);
+            }
+            if (jf) {
+                fprintf(jf,
+                        "%s\n  {\"algorithm\": \"%s\", \"ranks\": %d, \"bytes\": %zu, "
+                        "\"seconds\": %.9g, \"seconds_min\": %.9g, \"bus_gbps\": %.6g, "
+                        "\"model_seconds\": %.9g, \"reps\": %d, \"label\": \"%s\", "
+                        "\"alpha_s\": %.6g, \"beta_s_per_byte\": %.6g, "
+                        "\"gamma_s_per_byte\": %.6g}",
+                        first_json ? "" : ",", dp_allreduce_name(algos[a]), R, bytes, med[a], mn[a],
+                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma);
+                first_json = 0;
+            }
+        }
+        if (me == 0) fflush(stdout);
+        free(t);
+    }
+    if (jf) fprintf(jf, "\n]}\n");
+    if (jf && jf != stdout) fclose(jf);
+    free(buf);
+    dp_comm_close(c);
+    return 0;
+}
