@@ -40,10 +40,9 @@ static inline unsigned dp_cu_blocks(size_t n, unsigned per_block, int n_sm) {
     return b ? (unsigned)b : 1u;
 }
 
-/* Keystream and noise (noise.cu) for the fused optimizer kernel (optim.cu). */
-struct dp_cu_noise_key {
-    uint32_t k[8]; /* the 256-bit key as little-endian words */
-};
-void dp_cu_noise_key_load(struct dp_cu_noise_key *nk, const dp_key *key);
+/* The XChaCha20 subkey of noise (key, step, stream) as little-endian words,
+ * computed with libsodium exactly as src/dp/noise.c does (noise.cu); the
+ * fused optimizer kernel (optim.cu) draws the noise from it. */
+dp_status dp_cu_noise_subkey(const dp_key *key, uint64_t step, uint64_t stream, uint32_t sk[8]);
 
 #endif
