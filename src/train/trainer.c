@@ -241,30 +241,19 @@ static dp_status add_prior_entries(dp_ledger *ledger, const char *meta_json) {
 }
 
 /* The most total steps (<= plan->steps) that keep the ledger within the
- * target, given that `done` of them are in the ledger already. */
+ * target, given that `done` of them are in the ledger already: the ledger's
+ * bisection over epsilon_if (epsilon grows with the steps), done once before
+ * training instead of an accountant call per step. */
 static dp_status budget_steps(const dp_ledger *ledger, const dp_train_plan *plan, uint64_t done,
                               double target, uint64_t *out) {
-    dp_privacy_event ev = {plan->sample_rate, plan->noise_multiplier, 0};
-    double eps;
     if (plan->steps <= done) {
         *out = plan->steps;
         return DP_OK;
     }
-    ev.steps = plan->steps - done;
-    DP_TRY(dp_ledger_epsilon_if(ledger, ev, &eps));
-    if (eps <= target) {
-        *out = plan->steps;
-        return DP_OK;
-    }
-    /* Epsilon grows with the steps: bisect for the last k with eps(k) <= target. */
-    uint64_t lo = 0, hi = plan->steps - done; /* eps(lo) <= target < eps(hi) */
-    while (hi - lo > 1) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        ev.steps = mid;
-        DP_TRY(dp_ledger_epsilon_if(ledger, ev, &eps));
-        if (eps <= target) lo = mid; else hi = mid;
-    }
-    *out = done + lo;
+    uint64_t k = 0;
+    DP_TRY(dp_ledger_max_steps(ledger, plan->sample_rate, plan->noise_multiplier, target,
+                               plan->steps - done, &k));
+    *out = done + k;
     return DP_OK;
 }
 
