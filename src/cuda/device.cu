@@ -17,9 +17,14 @@ extern "C" dp_status dp_cuda_device_count(int *count) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-        (void)cudaGetLastError(); /* clear the sticky-free error so later calls start clean */
-        return dp_error(DP_E_CUDA, "cuda: no CUDA device: %s (%s)", cudaGetErrorString(e),
-                        cudaGetErrorName(e));
+        (void)cudaGetLastError(); /* not sticky: clear it so later calls start clean */
+        const char *why = e == cudaErrorInsufficientDriver
+                              ? "no NVIDIA driver, or one older than this CUDA runtime"
+                          : e == cudaErrorNoDevice ? "the driver sees no GPU (CUDA_VISIBLE_DEVICES?)"
+                          : e == cudaErrorStubLibrary ? "only the toolkit's stub libcuda is present"
+                                                      : "the CUDA runtime failed to start";
+        return dp_error(DP_E_CUDA, "cuda: no CUDA device: %s (%s: %s)", why, cudaGetErrorName(e),
+                        cudaGetErrorString(e));
     }
     if (n <= 0) return dp_error(DP_E_CUDA, "cuda: no CUDA device: the driver reports 0 devices");
     *count = n;
