@@ -320,6 +320,17 @@ static dp_status write_text(const char *run, const char *name, const char *text,
     return st;
 }
 
+/* Undo a run directory this invocation created before training started. */
+static void remove_run(const char *run) {
+    const char *files[] = {"command.txt", "dataset_meta.json", "metrics.jsonl", CHECKPOINT};
+    for (int i = 0; i < 4; i++) {
+        char *p = join(run, files[i]);
+        unlink(p);
+        free(p);
+    }
+    rmdir(run);
+}
+
 static char *command_line(int argc, char **argv) {
     size_t n = 16;
     for (int i = 0; i < argc; i++) n += 3 * strlen(argv[i]) + 3;
@@ -521,7 +532,7 @@ int cmd_train(int argc, char **argv) {
     }
 
     /* The run directory: never clobber an earlier run by accident. */
-    int exists = path_exists(run);
+    int exists = path_exists(run), created = 0, started = 0;
     char *ck_path = join(run, CHECKPOINT);
     if (resume) {
         if (access(ck_path, F_OK)) {
@@ -534,10 +545,13 @@ int cmd_train(int argc, char **argv) {
                   run);
         free(ck_path);
         return CLI_BAD_INPUT;
-    } else if (!exists && mkdir(run, 0755)) {
-        cli_error("%s: cannot create the run directory: %s", run, strerror(errno));
-        free(ck_path);
-        return CLI_BAD_INPUT;
+    } else if (!exists) {
+        if (mkdir(run, 0755)) {
+            cli_error("%s: cannot create the run directory: %s", run, strerror(errno));
+            free(ck_path);
+            return CLI_BAD_INPUT;
+        }
+        created = 1;
     }
 
     dp_dataset *ds = NULL, *val = NULL;
@@ -616,6 +630,7 @@ int cmd_train(int argc, char **argv) {
     const char *kill = getenv("DPSGD_TEST_KILL_AFTER_STEP");
     if (kill) ctx.kill_after = strtoull(kill, NULL, 10);
     progress_init(&ctx.prog, stderr, quiet, dp_trainer_steps_done(t));
+    started = 1;
 
     st = dp_trainer_run(t, on_step, &ctx);
     progress_break(&ctx.prog);
@@ -648,6 +663,7 @@ int cmd_train(int argc, char **argv) {
 fail:
     progress_break(&ctx.prog);
     rc = cli_fail(st);
+    if (created && !started) remove_run(run);
 done:
     dp_metrics_close(ctx.metrics);
     free(ctx.val_P);

@@ -1,0 +1,262 @@
+/*
+ * test_train_cli.c: `dpsgd train` and `dpsgd eval` end to end through the
+ * binary: the run directory and privacy.json; a run killed with SIGKILL and
+ * resumed ends with the same model and privacy report, byte for byte, as the
+ * uninterrupted run; the budget is never exceeded; existing runs, foreign and
+ * corrupt files, other schemas and --device cuda are refused with one clear
+ * line and a non-zero exit.
+ */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "testutil.h"
+#include "train_fixture.h"
+
+static char *ds, *tmp;
+
+static void setup(void) {
+    uint64_t seed = tu_seed();
+    ds = fx_dataset(2000, 8, seed, NULL, NULL);
+    tmp = tu_tempdir();
+}
+static void teardown(void) {
+    tu_rmrf(ds);
+    tu_rmrf(tmp);
+    free(ds);
+    free(tmp);
+}
+TestSuite(train_cli, .init = setup, .fini = teardown, .timeout = 300);
+
+static char *in(const char *dir, const char *name) {
+    char *p = malloc(4400);
+    snprintf(p, 4400, "%s/%s", dir, name);
+    return p;
+}
+
+static cJSON *read_json(const char *dir, const char *name) {
+    char *p = in(dir, name);
+    char *text = tu_read_file(p, NULL);
+    cr_assert_not_null(text, "%s exists", p);
+    cJSON *o = cJSON_Parse(text);
+    cr_assert_not_null(o, "%s is JSON", p);
+    free(text);
+    free(p);
+    return o;
+}
+
+static int one_line(const char *err) {
+    const char *nl = strchr(err, '\n');
+    return nl && nl[1] == '\0';
+}
+
+Test(train_cli, no_dp_run_writes_the_run_directory_and_evaluates_well) {
+    char *run = in(tmp, "run"), *err = NULL, *out = NULL;
+    int rc = tu_run(NULL, &err, "train '%s' -o '%s' --no-dp --epochs 8 --batch-size 50 --lr 0.5 "
+                                "--hidden 16 --seed 3", ds, run);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "NOT private"), "the output says the run is not private: %s", err);
+    free(err);
+    const char *files[] = {"model.safetensors", "privacy.json", "metrics.jsonl", "command.txt",
+                           "dataset_meta.json", "checkpoint.ckpt"};
+    for (int i = 0; i < 6; i++) {
+        char *p = in(run, files[i]);
+        cr_assert(tu_exists(p), "%s", p);
+        free(p);
+    }
+    cJSON *pj = read_json(run, "privacy.json");
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItem(pj, "private")));
+    cJSON_Delete(pj);
+    rc = tu_run(&out, &err, "eval '%s' '%s' --json", run, ds);
+    cr_assert_eq(rc, 0, "%s", err);
+    cJSON *e = cJSON_Parse(out);
+    cr_assert_not_null(e, "%s", out);
+    double acc = cJSON_GetObjectItem(e, "accuracy")->valuedouble;
+    cr_assert_geq(acc, 0.95, "non-private accuracy %.3f", acc);
+    cr_assert_geq(cJSON_GetObjectItem(e, "roc_auc")->valuedouble, 0.98);
+    cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(e, "groups"), "SEX=2"));
+    cr_assert_not_null(cJSON_GetObjectItem(e, "baseline"));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(e, "confusion")), 2);
+    cJSON_Delete(e);
+    free(out);
+    free(err);
+    /* every metrics line is a JSON object that says what is not private */
+    char *mp = in(run, "metrics.jsonl");
+    char *text = tu_read_file(mp, NULL);
+    int lines = 0;
+    for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save), lines++) {
+        cJSON *o = cJSON_Parse(l);
+        cr_assert_not_null(o, "line %d: %s", lines, l);
+        cr_assert(cJSON_IsArray(cJSON_GetObjectItem(o, "not_private")), "line %d", lines);
+        cJSON_Delete(o);
+    }
+    cr_assert_gt(lines, 8);
+    free(text);
+    free(mp);
+    free(run);
+}
+
+Test(train_cli, private_run_reports_privacy_and_never_exceeds_the_target) {
+    char *run = in(tmp, "run"), *err = NULL;
+    int rc = tu_run(NULL, &err, "train '%s' -o '%s' --noise-multiplier 1.0 --target-epsilon 4 "
+                                "--epochs 40 --batch-size 200 --hidden 8 --seed 5", ds, run);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "stop early"), "the user is warned: %s", err);
+    free(err);
+    cJSON *p = read_json(run, "privacy.json");
+    const char *keys[] = {"epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate",
+                          "steps", "accountant", "seeded_noise", "ledger", "neighbouring",
+                          "not_private", "clipping"};
+    for (int i = 0; i < 12; i++) cr_assert_not_null(cJSON_GetObjectItem(p, keys[i]), "%s", keys[i]);
+    double eps = cJSON_GetObjectItem(p, "epsilon")->valuedouble;
+    cr_assert_leq(eps, 4.0);
+    cr_assert_gt(eps, 3.0);
+    cr_assert_str_eq(cJSON_GetObjectItem(p, "stopped")->valuestring, "budget");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(p, "seeded_noise")));
+    cr_assert_str_eq(cJSON_GetObjectItem(p, "neighbouring")->valuestring, "add/remove one record");
+    cr_assert_float_eq(cJSON_GetObjectItem(p, "sample_rate")->valuedouble, 0.1, 1e-12);
+    cr_assert_lt(cJSON_GetObjectItem(p, "steps")->valuedouble, 400);
+    cJSON_Delete(p);
+    free(run);
+}
+
+static char *file_bytes(const char *dir, const char *name, size_t *len) {
+    char *p = in(dir, name);
+    char *b = tu_read_file(p, len);
+    cr_assert_not_null(b, "%s", p);
+    free(p);
+    return b;
+}
+
+Test(train_cli, run_killed_and_resumed_equals_the_uninterrupted_run_byte_for_byte) {
+    char *a = in(tmp, "a"), *b = in(tmp, "b"), *err = NULL;
+    const char *opts = "--target-epsilon 3 --epochs 3 --batch-size 100 --hidden 16,8 "
+                       "--optimizer adam --lr 0.01 --lr-schedule cosine --seed 11 --quiet";
+    int rc = tu_run(NULL, &err, "train '%s' -o '%s' %s", ds, a, opts);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    /* killed like kill -9 right after step 27; the last checkpoint is at step 25 */
+    rc = tu_run(NULL, &err, "train '%s' -o '%s' %s --checkpoint-every 5", ds, b, opts);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    char *b2 = in(tmp, "b2");
+    setenv("DPSGD_TEST_KILL_AFTER_STEP", "27", 1);
+    rc = tu_run(NULL, &err, "train '%s' -o '%s' %s --checkpoint-every 5", ds, b2, opts);
+    unsetenv("DPSGD_TEST_KILL_AFTER_STEP");
+    cr_assert_eq(rc, 128 + 9, "killed by SIGKILL (rc %d): %s", rc, err);
+    free(err);
+    char *mp = in(b2, "model.safetensors");
+    cr_assert(!tu_exists(mp), "no model before the run ends");
+    free(mp);
+    rc = tu_run(NULL, &err, "train '%s' -o '%s' %s --resume", ds, b2, opts);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    const char *same[] = {"model.safetensors", "privacy.json"};
+    for (int i = 0; i < 2; i++) {
+        size_t la, lb;
+        char *x = file_bytes(a, same[i], &la), *y = file_bytes(b2, same[i], &lb);
+        cr_assert_eq(la, lb, "%s: sizes differ", same[i]);
+        cr_assert_eq(memcmp(x, y, la), 0, "%s differs after kill -9 and --resume", same[i]);
+        free(x);
+        free(y);
+    }
+    /* the checkpoint cadence alone does not change the result either */
+    size_t la, lb;
+    char *x = file_bytes(a, "model.safetensors", &la), *y = file_bytes(b, "model.safetensors", &lb);
+    cr_assert(la == lb && !memcmp(x, y, la));
+    free(x), free(y);
+    /* metrics.jsonl holds no step twice */
+    char *text = file_bytes(b2, "metrics.jsonl", NULL);
+    double last = 0;
+    for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        cJSON *o = cJSON_Parse(l);
+        double s = cJSON_GetObjectItem(o, "step")->valuedouble;
+        cr_assert_geq(s, last, "steps ascend: %s", l);
+        last = s;
+        cJSON_Delete(o);
+    }
+    free(text);
+    free(a), free(b), free(b2);
+}
+
+Test(train_cli, existing_runs_are_refused_unless_force_or_resume) {
+    char *run = in(tmp, "run"), *err = NULL;
+    const char *opts = "--no-dp --steps 3 --batch-size 10 --quiet --seed 1";
+    cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' %s", ds, run, opts), 0);
+    char *mp = in(run, "model.safetensors");
+    size_t l0;
+    char *before = tu_read_file(mp, &l0);
+    cr_assert_eq(tu_run(NULL, &err, "train '%s' -o '%s' %s", ds, run, opts), 1);
+    cr_assert(strstr(err, "exists") && strstr(err, "--force") && one_line(err), "%s", err);
+    free(err);
+    size_t l1;
+    char *after = tu_read_file(mp, &l1);
+    cr_assert(l0 == l1 && !memcmp(before, after, l0), "the earlier run is intact");
+    cr_assert_eq(tu_run(NULL, &err, "train '%s' -o '%s' %s --force", ds, run, opts), 0, "%s", err);
+    free(err);
+    char *fresh = in(tmp, "fresh");
+    cr_assert_eq(tu_run(NULL, &err, "train '%s' -o '%s' %s --resume", ds, fresh, opts), 1);
+    cr_assert(strstr(err, "no checkpoint") && one_line(err), "%s", err);
+    free(err);
+    free(before), free(after), free(mp), free(run), free(fresh);
+}
+
+static void refused(const char *what, const char *phrase, const char *fmt, const char *a,
+                    const char *b) {
+    char *err = NULL, args[9000];
+    snprintf(args, sizeof args, fmt, a, b);
+    int rc = tu_run(NULL, &err, "%s", args);
+    cr_assert_eq(rc, 1, "%s: exit %d (%s)", what, rc, err);
+    cr_assert(strstr(err, phrase), "%s: '%s' lacks '%s'", what, err, phrase);
+    cr_assert(one_line(err), "%s: one line: %s", what, err);
+    free(err);
+}
+
+Test(train_cli, foreign_corrupt_and_mismatched_files_are_refused_clearly) {
+    char *run = in(tmp, "run");
+    cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' --noise-multiplier 1 --steps 4 "
+                                    "--batch-size 20 --quiet --seed 2", ds, run), 0);
+    /* a dataset of another schema */
+    uint64_t seed = tu_seed();
+    char *other = fx_dataset(100, 8, seed, "another-schema", NULL);
+    refused("eval on another schema", "schema", "eval '%s' '%s'", run, other);
+    /* a corrupt model */
+    char *mp = in(run, "model.safetensors"), *ck = in(run, "checkpoint.ckpt");
+    size_t len;
+    char *bytes = tu_read_file(mp, &len);
+    tu_write_file(mp, bytes, len - 7);
+    refused("truncated model", "model.safetensors", "eval '%s' '%s'", run, ds);
+    tu_write_file(mp, "GIF89a not a model", 18);
+    refused("foreign model", "not a safetensors file", "eval '%s' '%s'", run, ds);
+    free(bytes);
+    /* a corrupt checkpoint */
+    bytes = tu_read_file(ck, &len);
+    bytes[len / 2] ^= 1;
+    tu_write_file(ck, bytes, len);
+    refused("corrupt checkpoint", "checksum", "train '%s' -o '%s' --resume --quiet", ds, run);
+    tu_write_file(ck, bytes, 30);
+    refused("truncated checkpoint", "checkpoint", "train '%s' -o '%s' --resume --quiet", ds, run);
+    free(bytes);
+    /* a foreign dataset */
+    char *meta = in(other, "meta.json");
+    tu_write_file(meta, "{\"format\": \"something-else\"}", 28);
+    char *run2 = in(tmp, "run2");
+    refused("foreign dataset", "not a dpsgd dataset", "train '%s' -o '%s' --no-dp --quiet", other,
+            run2);
+    tu_rmrf(other);
+    free(other), free(mp), free(ck), free(meta), free(run), free(run2);
+}
+
+Test(train_cli, usage_errors_and_missing_backends_are_one_line) {
+    char *run = in(tmp, "r");
+    refused("cuda", "no CUDA backend", "train '%s' -o '%s' --no-dp --device cuda", ds, run);
+    refused("no budget", "--target-epsilon", "train '%s' -o '%s'", ds, run);
+    refused("no-dp with sigma", "--no-dp", "train '%s' -o '%s' --no-dp --noise-multiplier 1", ds,
+            run);
+    refused("allreduce", "--allreduce", "train '%s' -o '%s' --no-dp --allreduce carrier-pigeon", ds,
+            run);
+    refused("batch too big", "sample rate", "train '%s' -o '%s' --no-dp --batch-size 5000", ds, run);
+    cr_assert(!tu_exists(run), "a failed run leaves no directory behind");
+    free(run);
+}
