@@ -199,7 +199,8 @@ static void probes(const dp_pums_var *v, uint64_t *rng, char out[][32], int *n, 
     static const char alphabet[] = "0123456789-bPHXMZ ";
     while (*n < max) {
         int len = 1 + (int)(tu_next(rng) % 8);
-        for (int i = 0; i < len; i++) out[*n][i] = alphabet[tu_next(rng) % (sizeof alphabet - 1)];
+        for (int i = 0; i < len; i++)
+            out[*n][i] = alphabet[tu_next(rng) % (sizeof alphabet - 1)];
         out[*n][len] = '\0';
         (*n)++;
     }
@@ -216,7 +217,8 @@ Test(pums, fast_validation_equals_row_by_row_reference) {
         probes(v, &rng, fields, &n, 1200);
         for (int k = 0; k < n; k++) {
             size_t len = strlen(fields[k]);
-            int fast = dp_pums_valid(v, fields[k], len), slow = dp_pums_valid(&copy, fields[k], len);
+            int fast = dp_pums_valid(v, fields[k], len),
+                slow = dp_pums_valid(&copy, fields[k], len);
             cr_assert_eq(fast, slow, "%s '%s': fast %d, reference %d", v->name, fields[k], fast,
                          slow);
             n_valid += fast;
@@ -263,7 +265,8 @@ Test(pums, generated_table_is_what_the_script_writes) {
     cr_assert_not_null(a);
     cr_assert_not_null(b);
     cr_assert_eq(na, nb, "regenerated %zu bytes, committed %zu", na, nb);
-    cr_assert_eq(memcmp(a, b, na), 0, "src/data/pums_codes.c differs from a fresh run of the script");
+    cr_assert_eq(memcmp(a, b, na), 0,
+                 "src/data/pums_codes.c differs from a fresh run of the script");
     free(a);
     free(b);
     tu_rmrf(dir);

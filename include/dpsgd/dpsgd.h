@@ -13,6 +13,7 @@
 #include "status.h"
 #include "version.h"
 #include "pums.h"
+#include "synth.h"
 #include "dataset.h"
 #include "mlp.h"
 #include "dp.h"
