@@ -41,18 +41,21 @@
 
 #define LEDGER_WHAT "train: DP-SGD"
 
-/* The noise pump: a thread that fills buf[s % 2] with step s's noise for
- * s < consumed + 2, so the noise of step t+1 is drawn while step t computes.
+/* The noise pump: a thread that fills buf[s % PUMP_DEPTH] with step s's
+ * noise for s < consumed + PUMP_DEPTH, so the noise of the next steps is drawn
+ * while step t computes, and a hiccup of the scheduler is absorbed by the
+ * steps drawn ahead.
  *
- *   main:   wait filled > t ... add buf[t % 2] ... consumed = t + 1, signal
- *   pump:   while filled < consumed + 2: draw step `filled`, filled++, signal
+ *   main:   wait filled > t ... add buf[t % D] ... consumed = t + 1, signal
+ *   pump:   while filled < consumed + D: draw step `filled`, filled++, signal
  */
+#define PUMP_DEPTH 4
 typedef struct noise_pump {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int started, quit;
-    float *buf[2];
+    float *buf[PUMP_DEPTH];
     uint64_t filled, consumed, limit;
     dp_status err;
     char errmsg[512];
@@ -131,10 +134,10 @@ static void *pump_main(void *arg) {
 #endif
     pthread_mutex_lock(&p->mu);
     while (!p->quit) {
-        if (p->err == DP_OK && p->filled < p->consumed + 2 && p->filled < p->limit) {
+        if (p->err == DP_OK && p->filled < p->consumed + PUMP_DEPTH && p->filled < p->limit) {
             uint64_t s = p->filled;
             pthread_mutex_unlock(&p->mu);
-            dp_status st = pump_fill(p, s, p->buf[s % 2]);
+            dp_status st = pump_fill(p, s, p->buf[s % PUMP_DEPTH]);
             pthread_mutex_lock(&p->mu);
             if (st != DP_OK) {
                 p->err = st;
@@ -191,7 +194,7 @@ static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
         dp_status err = p->err;
         pthread_mutex_unlock(&p->mu);
         if (err != DP_OK) return dp_error(err, "%s", p->errmsg);
-        buf = p->buf[step % 2];
+        buf = p->buf[step % PUMP_DEPTH];
     } else {
         DP_TRY(pump_fill(p, step, p->buf[0]));
         buf = p->buf[0];
@@ -353,9 +356,10 @@ static dp_status build(dp_trainer *t, const dp_dataset *ds) {
     t->ybuf = dp_malloc(t->chunk * sizeof(int32_t));
     t->grad = dp_malloc(t->n_params * sizeof(float));
     t->pump.n = t->n_params;
-    t->pump.buf[0] = dp_malloc(t->n_params * sizeof(float));
-    t->pump.buf[1] = dp_malloc(t->n_params * sizeof(float));
-    if (!t->idx || !t->xbuf || !t->ybuf || !t->grad || !t->pump.buf[0] || !t->pump.buf[1])
+    int bufs_ok = 1;
+    for (int i = 0; i < PUMP_DEPTH; i++)
+        bufs_ok &= (t->pump.buf[i] = dp_malloc(t->n_params * sizeof(float))) != NULL;
+    if (!t->idx || !t->xbuf || !t->ybuf || !t->grad || !bufs_ok)
         return dp_error(DP_E_NOMEM, "trainer: cannot allocate step buffers (%zu rows of %zu)",
                         t->chunk, t->d);
     DP_TRY(dp_ledger_create(c->accountant, c->private_ ? c->target_delta : 0.5, &t->ledger));
@@ -454,8 +458,7 @@ DP_API void dp_trainer_destroy(dp_trainer *t) {
     dp_free(t->xbuf);
     dp_free(t->ybuf);
     dp_free(t->grad);
-    dp_free(t->pump.buf[0]);
-    dp_free(t->pump.buf[1]);
+    for (int i = 0; i < PUMP_DEPTH; i++) dp_free(t->pump.buf[i]);
     sodium_memzero(&t->key_sample, sizeof t->key_sample);
     sodium_memzero(&t->key_noise, sizeof t->key_noise);
     dp_free(t);
