@@ -260,3 +260,22 @@ Test(train_cli, usage_errors_and_missing_backends_are_one_line) {
     cr_assert(!tu_exists(run), "a failed run leaves no directory behind");
     free(run);
 }
+
+Test(train_cli, report_is_one_self_contained_html_page) {
+    char *run = in(tmp, "run"), *html = in(tmp, "r.html"), *err = NULL;
+    cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' --noise-multiplier 1 --epochs 2 "
+                                    "--batch-size 100 --quiet --seed 4 --log-every 2", ds, run), 0);
+    cr_assert_eq(tu_run(NULL, &err, "report '%s' -o '%s'", run, html), 0, "%s", err);
+    free(err);
+    char *page = tu_read_file(html, NULL);
+    cr_assert(strstr(page, "<!DOCTYPE html>") && strstr(page, "</html>"));
+    cr_assert(strstr(page, "<polyline"), "curves drawn inline");
+    cr_assert(strstr(page, "add/remove one record"));
+    cr_assert(strstr(page, "not private"));
+    cr_assert_null(strstr(page, "<script"), "no scripts");
+    cr_assert_null(strstr(page, "src=\"http"), "no external resources");
+    free(page);
+    refused("existing report", "exists", "report '%s' -o '%s'", run, html);
+    refused("not a run", "privacy.json", "report '%s' -o '%s/x.html'", ds, tmp);
+    free(run), free(html);
+}
