@@ -135,6 +135,9 @@ dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev, float *
                                  size_t count) {
     NO_CUDA;
 }
+dp_status dp_cuda_ceilings_measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings *out) {
+    NO_CUDA;
+}
 #else
 typedef int dp_cuda_stub_unused; /* ISO C: a translation unit is not empty */
 #endif

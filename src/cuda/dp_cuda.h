@@ -209,6 +209,23 @@ dp_status dp_nccl_reduce_scatter_cuda(dp_cuda_comm *c, const float *send_dev, fl
 dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev, float *recv_dev,
                                  size_t count);
 
+/* ---------------------------------------------------------------- ceilings */
+
+/* The device's measured ceilings, for a benchmark's floor (METHOD.md): the
+ * float32 sgemm rate of cuBLAS on a large square product, device memory
+ * bandwidth (a large device-to-device copy, bytes read + written), the time
+ * per launch of an empty kernel queued back to back, and per kernel node of
+ * a replayed CUDA graph; and the time of one small sgemm of shape
+ * [m, k] x [k, n] (launch included) as the step's own products see it. */
+typedef struct dp_cuda_ceilings {
+    double sgemm_flops;   /* FLOP/s */
+    double bandwidth;     /* bytes/s */
+    double launch_s;      /* seconds per queued empty kernel */
+    double graph_node_s;  /* seconds per empty kernel node in a graph replay */
+    double small_gemm_s;  /* seconds per small sgemm */
+} dp_cuda_ceilings;
+dp_status dp_cuda_ceilings_measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings *out);
+
 #ifdef __cplusplus
 }
 #endif
