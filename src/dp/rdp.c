@@ -116,6 +116,9 @@ DP_API dp_status dp_rdp_subsampled_gaussian(double q, double sigma, double alpha
     } else {
         r = log_a_frac(q, sigma, alpha) / (alpha - 1.0);
     }
+    /* The divergence is >= 0; a slightly negative value is rounding in the
+     * alternating series when A_a is 1 + 1e-16 (huge sigma). */
+    if (r < 0.0 && r > -1e-12) r = 0.0;
     if (isnan(r) || r < 0.0)
         return dp_error(DP_E_NUMERIC, "dp_rdp_subsampled_gaussian: the RDP series did not "
                                       "converge at q=%g sigma=%g alpha=%g", q, sigma, alpha);
