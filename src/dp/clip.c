@@ -135,27 +135,39 @@ static const float *zero_bad_rows(dp_mlp *m, nn_ws *w, const float *X, size_t r)
     return w->x;
 }
 
+/* D := diag(c) D and gb += column sums of D (the bias gradient sum_i c_i delta_i). */
+static void scale_rows(float *restrict D, const float *restrict c, size_t r, size_t out,
+                       float *restrict gb) {
+    for (size_t i = 0; i < r; i++) {
+        const float ci = c[i];
+        float *restrict d = D + i * out;
+#pragma omp simd
+        for (size_t o = 0; o < out; o++) {
+            float v = d[o] * ci;
+            d[o] = v;
+            gb[o] += v;
+        }
+    }
+}
+
+static void column_sums(const float *restrict D, size_t r, size_t out, float *restrict gb) {
+    for (size_t i = 0; i < r; i++) {
+        const float *restrict d = D + i * out;
+#pragma omp simd
+        for (size_t o = 0; o < out; o++) gb[o] += d[o];
+    }
+}
+
 static void wgrad(dp_mlp *m, nn_ws *w, const float *X, size_t r, const dp_clip_config *clip,
                   float *g) {
     for (int l = 0; l < m->L; l++) {
         const size_t out = m->n_out[l];
-        const float *c = clip->mode == DP_CLIP_PER_LAYER ? w->clip[l] : w->clip[0];
-        float *restrict gb = g + m->b_off[l];
-        float *restrict D = w->delta[l];
-        if (clip->mode == DP_CLIP_NONE) {
-            for (size_t i = 0; i < r; i++)
-                for (size_t o = 0; o < out; o++) gb[o] += D[i * out + o];
-        } else {
-            for (size_t i = 0; i < r; i++) {
-                const float ci = c[i];
-                for (size_t o = 0; o < out; o++) {
-                    float v = D[i * out + o] * ci;
-                    D[i * out + o] = v;
-                    gb[o] += v;
-                }
-            }
-        }
-        nn_linear_wgrad(D, l == 0 ? X : w->act[l], r, out, m->n_in[l], g + m->w_off[l]);
+        if (clip->mode == DP_CLIP_NONE)
+            column_sums(w->delta[l], r, out, g + m->b_off[l]);
+        else
+            scale_rows(w->delta[l], clip->mode == DP_CLIP_PER_LAYER ? w->clip[l] : w->clip[0], r,
+                       out, g + m->b_off[l]);
+        nn_linear_wgrad(w->delta[l], l == 0 ? X : w->act[l], r, out, m->n_in[l], g + m->w_off[l]);
     }
 }
 
