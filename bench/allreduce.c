@@ -10,9 +10,11 @@
  *
  *   mpirun -np 2 build/bench/allreduce [--json] [--json-file PATH] [--min-bytes B]
  *          [--max-bytes B] [--reps-scale X] [--algos mpi,naive,ring,tree] [--label TEXT]
+ *          [--overlap]
  *
  * --json prints only the JSON object; --json-file writes it to PATH beside
- * the table (one run, both forms).
+ * the table (one run, both forms). --overlap adds a measurement of how much
+ * of a non-blocking allreduce hides behind computation (see overlap()).
  *
  * Method: one buffer of the largest size, touched before timing; our
  * algorithms' scratch grown before timing; algorithms interleaved within
@@ -126,8 +128,98 @@ static int base_reps(size_t bytes) {
     return bytes <= (64u << 10) ? 200 : bytes <= (1u << 20) ? 50 : bytes <= (16u << 20) ? 10 : 5;
 }
 
+/* ---- --overlap: how much of an allreduce hides behind computation ----
+ * The stand-in for "computing earlier layers' gradients" is a multiply-add
+ * sweep over a 16 KiB array (L1-resident: it does not compete with the
+ * transfer for memory bandwidth), sized to last about as long as the
+ * allreduce alone. hidden = (t_comm + t_comp - t_both) / t_comm: 0 when
+ * start + compute + wait costs the sum of the parts, 1 when the transfer
+ * hid entirely. "poke" calls dp_comm_test 16 times during the computation,
+ * which is what lets MPI's non-blocking collective advance (mpi only; a poke
+ * would run one of our progress-on-wait requests to completion at once). */
+static volatile float sink;
+
+static void compute(float *w, long iters, dp_comm *c, int req, int pokes, int *done) {
+    long every = pokes ? (iters / pokes > 0 ? iters / pokes : 1) : 0;
+    for (long it = 0; it < iters; it++) {
+        for (int i = 0; i < 4096; i++)
+            w[i] = w[i] * 0.999f + 0.001f;
+        if (every && !*done && it % every == 0) dp_comm_test(c, req, done);
+    }
+    sink = w[0];
+}
+
+static double timed(dp_comm *c, float *buf, size_t n, dp_allreduce_algo a, float *w, long iters,
+                    int mode, int pokes) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    int req = -1, done = 0;
+    if (mode == 0) { /* communication alone */
+        dp_comm_allreduce(c, buf, n, a);
+    } else if (mode == 1) { /* computation alone */
+        compute(w, iters, c, -1, 0, &done);
+    } else { /* both, overlapped */
+        dp_comm_iallreduce(c, buf, n, a, &req);
+        compute(w, iters, c, req, pokes, &done);
+        if (!done) dp_comm_wait(c, req);
+    }
+    double t = MPI_Wtime() - t0;
+    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return t;
+}
+
+static void overlap(dp_comm *c, float *buf, const dp_allreduce_algo *algos, int nalgo, int table,
+                    FILE *jf, const char *label) {
+    static float w[4096];
+    double v[64];
+    const int reps = 41;
+    /* the cost of one sweep, measured once and shared so every rank agrees */
+    double t0 = MPI_Wtime();
+    int dummy = 0;
+    compute(w, 2000, c, -1, 0, &dummy);
+    double sweep = (MPI_Wtime() - t0) / 2000;
+    MPI_Bcast(&sweep, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (table)
+        printf("\noverlap (iallreduce, then computation, then wait), median of %d:\n"
+               "%10s  %-6s %-5s %10s %10s %10s %7s\n",
+               reps, "bytes", "algo", "poke", "comm_us", "comp_us", "both_us", "hidden");
+    if (jf) fprintf(jf, ",\n\"overlap\": [");
+    int first = 1;
+    size_t sizes[2] = {32768, 1048576};
+    for (int si = 0; si < 2; si++)
+        for (int a = 0; a < nalgo; a++)
+            for (int pokes = 0; pokes <= 16; pokes += 16) {
+                if (pokes && algos[a] != DP_ALLREDUCE_MPI) continue;
+                size_t n = sizes[si] / sizeof(float);
+                memset(buf, 0, sizes[si]);
+                for (int i = 0; i < reps; i++)
+                    v[i] = timed(c, buf, n, algos[a], w, 0, 0, 0);
+                double tc = median(v, reps);
+                long iters = (long)(tc / sweep) + 1;
+                for (int i = 0; i < reps; i++)
+                    v[i] = timed(c, buf, n, algos[a], w, iters, 1, 0);
+                double tp = median(v, reps);
+                for (int i = 0; i < reps; i++)
+                    v[i] = timed(c, buf, n, algos[a], w, iters, 2, pokes);
+                double tb = median(v, reps), hidden = (tc + tp - tb) / tc;
+                if (table)
+                    printf("%10zu  %-6s %-5s %10.1f %10.1f %10.1f %6.0f%%\n", sizes[si],
+                           dp_allreduce_name(algos[a]), pokes ? "yes" : "no", tc * 1e6, tp * 1e6,
+                           tb * 1e6, 100 * hidden);
+                if (jf)
+                    fprintf(jf,
+                            "%s\n  {\"algorithm\": \"%s\", \"ranks\": %d, \"bytes\": %zu, "
+                            "\"poke\": %s, \"comm_seconds\": %.9g, \"compute_seconds\": %.9g, "
+                            "\"both_seconds\": %.9g, \"hidden_fraction\": %.4f, \"label\": \"%s\"}",
+                            first ? "" : ",", dp_allreduce_name(algos[a]), R, sizes[si],
+                            pokes ? "true" : "false", tc, tp, tb, hidden, label);
+                first = 0;
+            }
+    if (jf) fprintf(jf, "\n]");
+}
+
 int main(int argc, char **argv) {
-    int json = 0;
+    int json = 0, do_overlap = 0;
     size_t min_bytes = 1024, max_bytes = (size_t)64 << 20;
     double reps_scale = 1;
     const char *algo_list = "mpi,naive,ring,tree", *label = "", *json_file = NULL;
@@ -138,6 +230,7 @@ int main(int argc, char **argv) {
                                          {"algos", required_argument, 0, 'g'},
                                          {"label", required_argument, 0, 'l'},
                                          {"json-file", required_argument, 0, 'f'},
+                                         {"overlap", no_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -164,11 +257,14 @@ int main(int argc, char **argv) {
         case 'f':
             json_file = optarg;
             break;
+        case 'o':
+            do_overlap = 1;
+            break;
         default:
             fprintf(o == 'h' ? stdout : stderr,
                     "usage: mpirun -np R allreduce [--json] [--json-file PATH] [--min-bytes B] "
                     "[--max-bytes B] [--reps-scale X] [--algos mpi,naive,ring,tree] "
-                    "[--label TEXT]\n");
+                    "[--label TEXT] [--overlap]\n");
             return o == 'h' ? 0 : 1;
         }
         if (end && (*end || end == optarg)) {
@@ -313,7 +409,9 @@ int main(int argc, char **argv) {
         if (me == 0) fflush(stdout);
         free(t);
     }
-    if (jf) fprintf(jf, "\n]}\n");
+    if (jf) fprintf(jf, "\n]");
+    if (do_overlap) overlap(c, buf, algos, nalgo, me == 0 && !json, jf, label);
+    if (jf) fprintf(jf, "}\n");
     if (jf && jf != stdout) fclose(jf);
     free(buf);
     dp_comm_close(c);
