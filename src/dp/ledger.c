@@ -163,23 +163,26 @@ DP_API dp_status dp_ledger_max_steps(const dp_ledger *l, double q, double sigma,
     DP_TRY(check_new_event("ledger", (dp_privacy_event){.q = q, .sigma = sigma, .steps = 1}));
     if (!(budget >= 0.0))
         return dp_error(DP_E_RANGE, "ledger: expected an epsilon budget >= 0, found %g", budget);
-    /* Epsilon grows with steps: the largest T in [0, limit] within budget by
-     * bisection (O(log limit) evaluations). */
-    uint64_t lo = 0, hi = limit;
+    /* Epsilon grows with steps: the largest T in [0, limit] within budget,
+     * by doubling from 1 (evaluations stay at T <= twice the answer, which
+     * matters for PRV, whose cost grows with T) and then bisection. */
+    uint64_t lo = 0, hi = 1;
     double e;
     DP_TRY(ledger_eps(l, (dp_privacy_event){q, sigma, 0}, &e));
-    if (e > budget) {
+    if (e > budget || limit == 0) {
         *steps = 0;
         return DP_OK;
     }
-    if (limit == 0) {
-        *steps = 0;
-        return DP_OK;
-    }
-    DP_TRY(ledger_eps(l, (dp_privacy_event){q, sigma, limit}, &e));
-    if (e <= budget) {
-        *steps = limit;
-        return DP_OK;
+    for (;;) { /* invariant: lo within budget */
+        if (hi > limit) hi = limit;
+        DP_TRY(ledger_eps(l, (dp_privacy_event){q, sigma, hi}, &e));
+        if (e > budget) break;
+        lo = hi;
+        if (hi == limit) {
+            *steps = limit;
+            return DP_OK;
+        }
+        hi = hi > limit / 2 ? limit : 2 * hi;
     }
     while (hi - lo > 1) { /* invariant: lo within budget, hi not */
         uint64_t mid = lo + (hi - lo) / 2;
