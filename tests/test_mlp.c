@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dpsgd/dpsgd.h"
@@ -103,6 +104,34 @@ Test(mlp, init_is_uniform_within_pytorch_bound_and_reproducible) {
         cr_assert(fabs(var - b * b / 3) < 6 * b * b * sqrt(4.0 / 45 / cnt), "layer %d var %g", l, var);
     }
     dp_mlp_destroy(m), dp_mlp_destroy(m2);
+}
+
+/* The documented stream, rebuilt from libsodium's public XChaCha20. */
+Test(mlp, init_follows_the_documented_xchacha20_stream) {
+    uint64_t s = tu_seed();
+    int h[1] = {37};
+    dp_mlp *m = make(11, h, 1, 3, DP_ACT_TANH, 8);
+    uint64_t seed = tu_next(&s);
+    dp_mlp_init(m, seed);
+    dp_key key;
+    dp_key_from_seed(seed, "init", &key);
+    const size_t P = dp_mlp_nparams(m);
+    unsigned char nonce[24] = {0}, *ks = malloc(8 * P);
+    memcpy(nonce + 16, "init", 4);
+    cr_assert(sodium_init() >= 0);
+    crypto_stream_xchacha20(ks, 8 * P, nonce, key.bytes);
+    for (int l = 0; l < 2; l++) {
+        size_t wo, bo, out, in;
+        dp_mlp_layer(m, l, &wo, &bo, &out, &in);
+        for (size_t j = wo; j < bo + out; j++) {
+            uint64_t v = 0;
+            for (int b = 7; b >= 0; b--) v = (v << 8) | ks[8 * j + (size_t)b];
+            float want = (float)((2.0 * ((double)(v >> 11) / 9007199254740992.0) - 1.0) / sqrt((double)in));
+            cr_assert_eq(dp_mlp_params(m)[j], want, "parameter %zu", j);
+        }
+    }
+    free(ks);
+    dp_mlp_destroy(m);
 }
 
 static void check_fd(dp_activation act, int weighted) {

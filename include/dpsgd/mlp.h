@@ -30,7 +30,12 @@ typedef struct dp_mlp dp_mlp;
 
 /* Create a network and the workspace for micro-batches of up to `max_micro`
  * rows (memory does not grow with the batch: larger batches are processed in
- * micro-batches). Parameters are zero until dp_mlp_init. out: the handle. */
+ * micro-batches). Parameters are zero until dp_mlp_init. out: the handle.
+ * One workspace per OpenMP thread (omp_get_max_threads() now, at most 64),
+ * each of min(max_micro, 512) rows: a micro-batch of at most 512 rows keeps
+ * its activations in a core's L2 cache. A dp_mlp is not reentrant: do not run
+ * two calls on the same handle at once (they share the workspaces).
+ * DP_E_RANGE for a width, depth, class count or max_micro out of range. */
 DP_API dp_status dp_mlp_create(const dp_mlp_config *cfg, size_t max_micro, dp_mlp **out);
 DP_API void dp_mlp_destroy(dp_mlp *m);
 DP_API const dp_mlp_config *dp_mlp_get_config(const dp_mlp *m);
@@ -43,10 +48,14 @@ DP_API void dp_mlp_layer(const dp_mlp *m, int l, size_t *w_off, size_t *b_off, s
                          size_t *n_in);
 
 /* PyTorch nn.Linear's default initialisation: W, b ~ U(-1/sqrt(in), 1/sqrt(in)),
- * from a counter-based stream keyed by `seed` (same parameters on every rank). */
+ * from a counter-based stream keyed by `seed` (same parameters on every rank):
+ * parameter j of the flat vector takes 64-bit little-endian word j of the
+ * XChaCha20 keystream of key dp_key_from_seed(seed, "init") and nonce
+ * 0^16 || "init\0\0\0\0"; u = (word >> 11) 2^-53, value = (2u - 1) / sqrt(in). */
 DP_API void dp_mlp_init(dp_mlp *m, uint64_t seed);
 
-/* Class probabilities P [n, k] for inputs X [n, d] (row-major); any n. */
+/* Class probabilities P [n, k] for inputs X [n, d] (row-major); any n.
+ * Rows are split over the OpenMP threads (each with single-threaded BLAS). */
 DP_API dp_status dp_mlp_predict(dp_mlp *m, const float *X, size_t n, float *P);
 
 /* Clipping of per-example gradients. */
@@ -63,7 +72,11 @@ typedef struct dp_clip_config {
 } dp_clip_config;
 
 /* Statistics of one gradient call. They depend on the private data and are
- * NOT private: never release them without saying so. */
+ * NOT private: never release them without saying so. loss_sum leaves out the
+ * examples zeroed as non-finite. The phase times are the wall time of the
+ * first thread (the threads run side by side); the element-wise work of the
+ * norms (|a|^2, |delta|^2) is fused into the forward and backward passes and
+ * counted there, so t_norms is only the clip factors. */
 typedef struct dp_grad_stats {
     double loss_sum;   /* sum of per-example (weighted) cross-entropy */
     size_t n_clipped;  /* examples whose gradient was scaled down */
@@ -77,13 +90,27 @@ typedef struct dp_grad_stats {
  * (times class_weight[y_i] when class_weight is not NULL), each clipped per
  * `clip`: g_i * min(1, C / (|g_i| + 1e-6)). A non-finite per-example gradient
  * contributes zero. The result does not depend on the micro-batch size. n may
- * be 0. stats (may be NULL) is accumulated into too. */
+ * be 0. stats (may be NULL) is accumulated into too.
+ *
+ * Non-finite, precisely: an example whose input, activations, output
+ * gradients or loss hold a NaN or an Inf, or one of whose squared norms
+ * |a_l|^2, |delta_l|^2, |g|^2 overflows float, is zeroed (in every mode,
+ * DP_CLIP_NONE included) and counted in n_nonfinite; it is not an error.
+ * DP_E_RANGE for a label outside [0, k), a negative or non-finite class
+ * weight, a clipping bound that is not finite and > 0, or an unknown mode.
+ *
+ * Threads: the rows are split into one contiguous range per OpenMP thread
+ * (at least 64 rows each), each thread runs single-threaded BLAS on its range
+ * with its own gradient buffer, and the buffers are summed in a fixed order;
+ * OpenBLAS is set to one thread for the duration of the call (and restored).
+ * For a given thread count the result is deterministic; across thread
+ * counts and max_micro it is equal up to float rounding. */
 DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y, size_t n,
                                      const dp_clip_config *clip, const float *class_weight,
                                      float *grad, dp_grad_stats *stats);
 
 /* Sensitivity (L2) of one example's clipped gradient under `clip`:
- * C for flat, sqrt(sum_l C_l^2) for per-layer. */
+ * C for flat, sqrt(sum_l C_l^2) for per-layer, +inf for DP_CLIP_NONE. */
 DP_API double dp_clip_sensitivity(const dp_clip_config *clip, int n_layers);
 
 #endif
