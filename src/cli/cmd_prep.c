@@ -1,9 +1,245 @@
 /*
- * cmd_prep.c: `dpsgd prep` (placeholder until its issue lands; see issues).
+ * cmd_prep.c: `dpsgd prep`, a raw census CSV to a dataset directory
+ * (dp_prep_run in src/data/prep.c; docs/prep.md). Prints the quality report
+ * (rows read, kept, dropped by reason with the first example of each,
+ * missing and imputed per column, label balance per split, time) on stdout,
+ * read back from the meta.json that was written, so the two cannot disagree.
  */
+#include <cjson/cJSON.h>
+#include <string.h>
 #include "cli/cli.h"
+#include "dpsgd/prep.h"
+
+enum {
+    O_TASK = 256,
+    O_TARGET,
+    O_POSITIVE,
+    O_POPULATION,
+    O_FEATURES,
+    O_COLUMNS,
+    O_NA,
+    O_RANGE,
+    O_CATEGORIES,
+    O_CATEGORICAL,
+    O_DICTIONARY,
+    O_SPLIT,
+    O_STATS,
+    O_SEED,
+    O_THREADS,
+    O_MAX_FIELD,
+    O_FORCE,
+    O_QUIET,
+    O_JSON
+};
+
+static const cli_opt opts[] = {
+    {"output", 'o', "DATASET", "dataset directory to create (required)"},
+    {"task", O_TASK, "NAME", "unemployment (default) or employment, on an ACS PUMS person file"},
+    {"target", O_TARGET, "COL", "custom task: the label column"},
+    {"positive", O_POSITIVE, "V[,V..]", "custom task: target values labelled 1"},
+    {"population", O_POPULATION, "V[,V..]", "custom task: keep only these target values"},
+    {"features", O_FEATURES, "COL[,COL..]", "custom task: the feature columns"},
+    {"columns", O_COLUMNS, "NAMES", "column names of a file without a header row"},
+    {"na", O_NA, "TOKEN[,..]", "values that mean missing, e.g. '?' or NA (blank always does)"},
+    {"range", O_RANGE, "COL:LO:HI", "public range of a numeric column outside the dictionary"},
+    {"categories", O_CATEGORIES, "COL:V1|V2..", "public categories of a column outside it"},
+    {"categorical", O_CATEGORICAL, "COL[,..]", "columns outside it that are categorical"},
+    {"dictionary", O_DICTIONARY, "pums|none", "use the PUMS 2023 dictionary for its columns "
+                                              "(default pums)"},
+    {"split", O_SPLIT, "F,F,F", "train, validation, test fractions (default 0.8,0.1,0.1)"},
+    {"stats", O_STATS, "SOURCE", "public (default), exact (from the data: not private), dp"},
+    {"seed", O_SEED, "S", "seed of the split (default 0)"},
+    {"threads", O_THREADS, "T", "parse threads (default: all cores); the output does not "
+                                "depend on it"},
+    {"max-field", O_MAX_FIELD, "BYTES", "longest field accepted (default 1048576)"},
+    {"force", O_FORCE, NULL, "replace an existing dataset (once the new one is complete)"},
+    {"quiet", O_QUIET, NULL, "print nothing on success"},
+    {"json", O_JSON, NULL, "print the report as one JSON object"},
+    {0},
+};
+
+static const cli_cmd cmd = {
+    "prep",
+    "INPUT -o DATASET [options]",
+    "Clean, impute, encode and split a raw CSV (plain, .csv.gz, or the Census\n"
+    "Bureau's .zip) into a dataset directory: meta.json + X_/y_{train,val,test}.npy.\n"
+    "Invalid records are dropped and counted by reason; categories come from the\n"
+    "PUMS dictionary, so the encoding depends on no statistic of the data.",
+    "dpsgd prep psam_p06.csv.gz -o ca-unemployment --task unemployment",
+    opts,
+};
+
+#define MAX_SPECS 64
+
+static double num(const cJSON *o, const char *k) {
+    return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+static const cJSON *obj(const cJSON *o, const char *k) {
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+static void pct_line(const char *what, double n, double of, const char *tail) {
+    printf("  %-22s %12.0f  %5.1f%%%s\n", what, n, of > 0 ? 100.0 * n / of : 0.0, tail);
+}
+
+static void print_report(const cJSON *m, const char *out) {
+    const cJSON *rep = obj(m, "report"), *src = obj(m, "source"), *task = obj(m, "task");
+    double read = num(rep, "rows_read"), secs = num(rep, "seconds");
+    double mb = num(src, "text_bytes") / 1e6;
+    printf("%s (%s, %.1f MB, sha256 %.16s...)\n", cJSON_GetStringValue(obj(src, "name")),
+           cJSON_GetStringValue(obj(src, "kind")), num(src, "bytes") / 1e6,
+           cJSON_GetStringValue(obj(src, "sha256")));
+    char pos[256] = "";
+    const cJSON *v;
+    cJSON_ArrayForEach(v, obj(task, "positive")) {
+        size_t u = strlen(pos);
+        snprintf(pos + u, sizeof pos - u, "%s%s", *pos ? "," : "", v->valuestring);
+    }
+    printf("task %s: label 1 where %s is %s; population: %s\n",
+           cJSON_GetStringValue(obj(task, "name")), cJSON_GetStringValue(obj(task, "target")), pos,
+           cJSON_GetStringValue(obj(task, "population")));
+    printf("  %-22s %12.0f\n", "rows read", read);
+    pct_line("kept", num(rep, "rows_kept"), read, "");
+    pct_line("not in population", num(obj(rep, "filtered"), "not_in_population"), read, "");
+    pct_line("dropped", num(rep, "rows_dropped"), read, "");
+    const cJSON *d;
+    cJSON_ArrayForEach(d, obj(rep, "dropped")) {
+        if (d->valuedouble == 0) continue;
+        const char *first = cJSON_GetStringValue(obj(obj(rep, "first"), d->string));
+        char tail[700] = "";
+        if (first) snprintf(tail, sizeof tail, "  first: %s", first);
+        char label[64];
+        snprintf(label, sizeof label, "  %s", d->string);
+        pct_line(label, d->valuedouble, read, tail);
+    }
+    if (num(rep, "blank_lines") > 0) printf("  %-22s %12.0f\n", "blank lines skipped", num(rep, "blank_lines"));
+    printf("  %-22s %12s %12s  %s\n", "column", "missing", "imputed", "encoding");
+    const cJSON *f;
+    cJSON_ArrayForEach(f, obj(m, "features")) {
+        const char *name = cJSON_GetStringValue(obj(f, "name"));
+        const cJSON *imp = obj(f, "impute");
+        char enc[160];
+        const cJSON *cols = obj(f, "columns");
+        int ncols = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(cols, 1));
+        snprintf(enc, sizeof enc, "%s from %s, %d column%s; impute %s", cJSON_GetStringValue(obj(f, "kind")),
+                 cJSON_GetStringValue(obj(f, "origin")), ncols, ncols == 1 ? "" : "s",
+                 cJSON_GetStringValue(obj(imp, "method")));
+        printf("  %-22s %12.0f %12.0f  %s\n", name, num(obj(rep, "missing"), name),
+               num(obj(rep, "imputed"), name), enc);
+    }
+    printf("  %-22s %12s %12s\n", "split", "rows", "positive");
+    const char *splits[3] = {"train", "val", "test"};
+    for (int s = 0; s < 3; s++) {
+        const cJSON *o = obj(obj(m, "splits"), splits[s]);
+        double rows = num(o, "rows"), p = num(o, "positive");
+        printf("  %-22s %12.0f %12.0f  (%.2f%%)\n", splits[s], rows, p, rows > 0 ? 100 * p / rows : 0.0);
+    }
+    const cJSON *st = obj(m, "statistics");
+    printf("features: %d -> %d encoded columns; statistics: %s (%s)\n",
+           cJSON_GetArraySize(obj(m, "features")), (int)num(m, "n_features"),
+           cJSON_GetStringValue(obj(st, "source")),
+           cJSON_IsTrue(obj(st, "private")) ? "private: none from the data" : "NOT private");
+    printf("wrote %s in %.2f s (%.0f rows/s, %.1f MB/s)\n", out, secs, secs > 0 ? read / secs : 0,
+           secs > 0 ? mb / secs : 0);
+}
 
 int cmd_prep(int argc, char **argv) {
-    cli_error("'prep' is not implemented in this build yet");
-    return CLI_INTERNAL;
+    dp_prep_config cfg;
+    dp_prep_config_init(&cfg);
+    const char *ranges[MAX_SPECS], *cats[MAX_SPECS];
+    int quiet = 0, json = 0;
+    long long v;
+    double split[3];
+    int n;
+    cli_parser p;
+    cli_parser_init(&p, &cmd, argc, argv);
+    for (int c; (c = cli_next(&p)) != -1;) {
+        switch (c) {
+        case CLI_HELP: return CLI_OK;
+        case CLI_ERROR: return CLI_BAD_INPUT;
+        case 'o': cfg.output = optarg; break;
+        case O_TASK: cfg.task = optarg; break;
+        case O_TARGET: cfg.target = optarg; break;
+        case O_POSITIVE: cfg.positive = optarg; break;
+        case O_POPULATION: cfg.population = optarg; break;
+        case O_FEATURES: cfg.features = optarg; break;
+        case O_COLUMNS: cfg.columns = optarg; break;
+        case O_NA: cfg.na = optarg; break;
+        case O_RANGE:
+            if (cfg.n_ranges == MAX_SPECS) return cli_usage_error("--range: at most %d", MAX_SPECS);
+            ranges[cfg.n_ranges++] = optarg;
+            break;
+        case O_CATEGORIES:
+            if (cfg.n_categories == MAX_SPECS)
+                return cli_usage_error("--categories: at most %d", MAX_SPECS);
+            cats[cfg.n_categories++] = optarg;
+            break;
+        case O_CATEGORICAL: cfg.categorical = optarg; break;
+        case O_DICTIONARY:
+            if (!strcmp(optarg, "pums"))
+                cfg.dictionary = 1;
+            else if (!strcmp(optarg, "none"))
+                cfg.dictionary = 0;
+            else
+                return cli_usage_error("--dictionary expects pums or none, got '%s'", optarg);
+            break;
+        case O_SPLIT:
+            if (cli_parse_doubles("split", optarg, split, 3, &n)) return CLI_BAD_INPUT;
+            if (n != 3)
+                return cli_usage_error("--split expects three fractions (train,val,test), got '%s'",
+                                       optarg);
+            memcpy(cfg.split, split, sizeof split);
+            break;
+        case O_STATS:
+            if (!strcmp(optarg, "public"))
+                cfg.stats = DP_PREP_STATS_PUBLIC;
+            else if (!strcmp(optarg, "exact"))
+                cfg.stats = DP_PREP_STATS_EXACT;
+            else if (!strcmp(optarg, "dp"))
+                cfg.stats = DP_PREP_STATS_DP;
+            else
+                return cli_usage_error("--stats expects public, exact or dp, got '%s'", optarg);
+            break;
+        case O_SEED:
+            if (cli_parse_long("seed", optarg, 0, 9223372036854775807LL, &v)) return CLI_BAD_INPUT;
+            cfg.seed = (uint64_t)v;
+            break;
+        case O_THREADS:
+            if (cli_parse_long("threads", optarg, 1, 1024, &v)) return CLI_BAD_INPUT;
+            cfg.threads = (int)v;
+            break;
+        case O_MAX_FIELD:
+            if (cli_parse_long("max-field", optarg, 16, 1LL << 30, &v)) return CLI_BAD_INPUT;
+            cfg.max_field = (size_t)v;
+            break;
+        case O_FORCE: cfg.force = 1; break;
+        case O_QUIET: quiet = 1; break;
+        case O_JSON: json = 1; break;
+        default: return cli_usage_error("unexpected option");
+        }
+    }
+    if (optind >= argc) return cli_usage_error("missing INPUT (a CSV, .csv.gz or .zip file)");
+    if (optind + 1 < argc) return cli_usage_error("one INPUT expected, got also '%s'", argv[optind + 1]);
+    if (!cfg.output) return cli_usage_error("missing -o DATASET (the directory to create)");
+    cfg.input = argv[optind];
+    cfg.ranges = ranges;
+    cfg.categories = cats;
+    dp_prep_result *res;
+    dp_status st = dp_prep_run(&cfg, &res);
+    if (st != DP_OK) return cli_fail(st);
+    cJSON *m = cJSON_Parse(dp_prep_result_meta(res));
+    if (m) {
+        const cJSON *w;
+        cJSON_ArrayForEach(w, obj(m, "warnings")) cli_warn("%s", w->valuestring);
+        if (json) {
+            char *s = cJSON_PrintUnformatted(obj(m, "report"));
+            if (s) printf("%s\n", s);
+            cJSON_free(s);
+        } else if (!quiet) {
+            print_report(m, cfg.output);
+        }
+        cJSON_Delete(m);
+    }
+    dp_prep_result_free(res);
+    return CLI_OK;
 }

@@ -465,7 +465,7 @@ dp_status csv_chunker_next(csv_chunker *ck, csv_chunk *c, int *got) {
     if (ck->done) return DP_OK;
     size_t want = DP_MAX(ck->chunk_bytes, ck->carry_len + ck->carry_len / 2 + 1);
     DP_TRY(grow(&c->buf, &c->cap, want, "a chunk of input"));
-    memcpy(c->buf, ck->carry, ck->carry_len);
+    if (ck->carry_len) memcpy(c->buf, ck->carry, ck->carry_len);
     size_t len = ck->carry_len, boundary;
     ck->carry_len = 0;
     c->offset = ck->offset;
@@ -503,7 +503,7 @@ dp_status csv_chunker_next(csv_chunker *ck, csv_chunk *c, int *got) {
         }
     }
     DP_TRY(grow(&ck->carry, &ck->carry_cap, len - boundary, "the input carry-over"));
-    memcpy(ck->carry, c->buf + boundary, len - boundary);
+    if (len > boundary) memcpy(ck->carry, c->buf + boundary, len - boundary);
     ck->carry_len = len - boundary;
     c->len = boundary;
     ck->line += csv_count_lines(c->buf, boundary);

@@ -1,0 +1,625 @@
+/*
+ * prep.c: `dpsgd prep` as a library call: check the config, read the header,
+ * build the task and its feature columns, run the parallel engine
+ * (prep_engine.c), decide what the data must decide (kinds of inferred
+ * columns, imputation with --stats exact), split, encode into the .npy
+ * arrays and write meta.json (format in docs/prep.md), all inside a
+ * temporary directory that is renamed into place only when complete.
+ */
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "core/dp_internal.h"
+#include "data/prep_internal.h"
+#include "dpsgd/dataset.h"
+#include "dpsgd/version.h"
+
+struct dp_prep_result {
+    char *meta;
+};
+
+DP_API void dp_prep_config_init(dp_prep_config *c) {
+    memset(c, 0, sizeof *c);
+    c->dictionary = 1;
+    c->split[0] = 0.8;
+    c->split[1] = 0.1;
+    c->split[2] = 0.1;
+    c->stats = DP_PREP_STATS_PUBLIC;
+}
+
+DP_API void dp_prep_result_free(dp_prep_result *r) {
+    if (!r) return;
+    dp_free(r->meta);
+    dp_free(r);
+}
+
+DP_API const char *dp_prep_result_meta(const dp_prep_result *r) {
+    return r ? r->meta : NULL;
+}
+
+static const char *const reason_names[DP_PREP_REASONS] = {
+    "valid",       "wrong_field_count", "bad_quoting", "missing_label",    "non_numeric",
+    "out_of_range", "missing_key",      "duplicate_key", "not_in_population"};
+
+DP_API const char *dp_prep_reason_name(int reason) {
+    return reason >= 0 && reason < DP_PREP_REASONS ? reason_names[reason] : "unknown";
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static dp_status check_config(const dp_prep_config *c) {
+    if (!c->input || !*c->input) return dp_error(DP_E_USAGE, "no input file given");
+    if (!c->output || !*c->output) return dp_error(DP_E_USAGE, "no output directory given (-o)");
+    if (c->stats == DP_PREP_STATS_DP)
+        return dp_error(DP_E_UNSUPPORTED,
+                        "--stats dp: noisy statistics charged to the privacy ledger are not yet "
+                        "available (expected public, the default, or exact)");
+    if (c->stats != DP_PREP_STATS_PUBLIC && c->stats != DP_PREP_STATS_EXACT)
+        return dp_error(DP_E_USAGE, "unknown statistics source %d", (int)c->stats);
+    double sum = 0;
+    for (int s = 0; s < 3; s++) {
+        if (!(c->split[s] >= 0 && c->split[s] <= 1))
+            return dp_error(DP_E_USAGE, "--split: fractions must lie in [0, 1], got %g",
+                            c->split[s]);
+        sum += c->split[s];
+    }
+    if (fabs(sum - 1) > 1e-9 || c->split[0] <= 0)
+        return dp_error(DP_E_USAGE,
+                        "--split %g,%g,%g: expected three fractions (train, validation, test) "
+                        "that sum to 1, with a training share above 0",
+                        c->split[0], c->split[1], c->split[2]);
+    return DP_OK;
+}
+
+/* Split "a,b,c" into trimmed names. */
+static dp_status split_names(const char *list, char ***out, size_t *n, const char *opt) {
+    prep_value *v;
+    DP_TRY(prep_values_parse(list, &v, n, opt));
+    char **names = dp_calloc(*n + 1, sizeof *names);
+    if (!names) {
+        prep_values_free(v, *n);
+        return dp_error(DP_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < *n; i++) {
+        names[i] = v[i].text;
+        v[i].text = NULL;
+    }
+    prep_values_free(v, *n);
+    *out = names;
+    return DP_OK;
+}
+
+static int in_list(const char *list, const char *name) {
+    if (!list) return 0;
+    size_t n = strlen(name);
+    for (const char *s = list; *s;) {
+        while (*s == ' ') s++;
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        while (len && s[len - 1] == ' ') len--;
+        if (len == n && memcmp(s, name, n) == 0) return 1;
+        if (!e) break;
+        s = e + 1;
+    }
+    return 0;
+}
+
+/* The column named by "--range COL:LO:HI" or "--categories COL:..." */
+static int spec_is_for(const char *spec, const char *name, size_t *rest) {
+    const char *colon = strchr(spec, ':');
+    if (!colon) return 0;
+    size_t n = (size_t)(colon - spec);
+    if (strlen(name) != n || memcmp(spec, name, n) != 0) return 0;
+    *rest = n + 1;
+    return 1;
+}
+
+static dp_status build_feature(prep_feature *f, const dp_prep_config *c, const char *name,
+                               const dp_pums_var *var) {
+    size_t rest;
+    for (size_t i = 0; i < c->n_ranges; i++) {
+        if (!spec_is_for(c->ranges[i], name, &rest)) continue;
+        const char *s = c->ranges[i] + rest;
+        char *end;
+        double lo = strtod(s, &end), hi = NAN;
+        if (*end == ':') hi = strtod(end + 1, &end);
+        if (*end || !isfinite(lo) || !isfinite(hi) || !(lo < hi))
+            return dp_error(DP_E_USAGE, "--range %s: expected COL:LO:HI with LO < HI",
+                            c->ranges[i]);
+        return prep_feature_from_range(f, name, lo, hi);
+    }
+    for (size_t i = 0; i < c->n_categories; i++) {
+        if (!spec_is_for(c->categories[i], name, &rest)) continue;
+        char *list = dp_strdup(c->categories[i] + rest);
+        if (!list) return dp_error(DP_E_NOMEM, "out of memory");
+        for (char *p = list; *p; p++)
+            if (*p == '|') *p = ',';
+        char **vals;
+        size_t n;
+        dp_status st = split_names(list, &vals, &n, "--categories");
+        dp_free(list);
+        if (st) return st;
+        for (size_t k = 0; k < n && !st; k++)
+            if (!*vals[k])
+                st = dp_error(DP_E_USAGE, "--categories %s: an empty category", c->categories[i]);
+        if (!st) st = prep_feature_from_categories(f, name, vals, n);
+        prep_free_names(vals, n);
+        return st;
+    }
+    if (in_list(c->categorical, name)) return prep_feature_inferred(f, name, 1);
+    if (var) return prep_feature_from_dictionary(f, var);
+    return prep_feature_inferred(f, name, 0);
+}
+
+static dp_status check_overrides(const dp_prep_config *c, const prep_task *t) {
+    const char *const *lists[2] = {c->ranges, c->categories};
+    size_t counts[2] = {c->n_ranges, c->n_categories};
+    const char *opts[2] = {"--range", "--categories"};
+    for (int l = 0; l < 2; l++) {
+        for (size_t i = 0; i < counts[l]; i++) {
+            int found = 0;
+            size_t rest;
+            for (size_t k = 0; k < t->nfeat && !found; k++)
+                found = spec_is_for(lists[l][i], t->features[k], &rest);
+            if (!found)
+                return dp_error(DP_E_USAGE, "%s %s: expected COL:... naming one of the features",
+                                opts[l], lists[l][i]);
+        }
+    }
+    return DP_OK;
+}
+
+/* ---- meta.json ---- */
+
+static cJSON *task_json(const prep_task *t) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "name", t->name);
+    cJSON_AddStringToObject(j, "target", t->target);
+    cJSON *pos = cJSON_AddArrayToObject(j, "positive");
+    for (size_t k = 0; k < t->npos; k++) cJSON_AddItemToArray(pos, cJSON_CreateString(t->pos[k].text));
+    cJSON_AddStringToObject(j, "population", t->population);
+    if (t->pop) {
+        cJSON *pop = cJSON_AddArrayToObject(j, "population_values");
+        for (size_t k = 0; k < t->npop; k++)
+            cJSON_AddItemToArray(pop, cJSON_CreateString(t->pop[k].text));
+    } else {
+        cJSON_AddNullToObject(j, "population_values");
+    }
+    cJSON_AddStringToObject(j, "target_match", t->target_var ? "dictionary" : "text");
+    cJSON *cl = cJSON_AddArrayToObject(j, "classes");
+    cJSON_AddItemToArray(cl, cJSON_CreateString(t->classes[0]));
+    cJSON_AddItemToArray(cl, cJSON_CreateString(t->classes[1]));
+    return j;
+}
+
+static dp_status schema_hash(cJSON *meta, char hex[65]) {
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddItemToObject(s, "task", cJSON_Duplicate(cJSON_GetObjectItem(meta, "task"), 1));
+    cJSON_AddItemToObject(s, "features", cJSON_Duplicate(cJSON_GetObjectItem(meta, "features"), 1));
+    cJSON_AddItemToObject(s, "columns", cJSON_Duplicate(cJSON_GetObjectItem(meta, "columns"), 1));
+    char *text = cJSON_PrintUnformatted(s);
+    cJSON_Delete(s);
+    if (!text) return dp_error(DP_E_NOMEM, "out of memory for the schema hash");
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)text, strlen(text));
+    cJSON_free(text);
+    sodium_bin2hex(hex, 65, h, sizeof h);
+    return DP_OK;
+}
+
+static dp_status write_text(const char *dir, const char *name, const char *text) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return dp_error(DP_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0 &&
+             fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    return ok ? DP_OK : dp_error(DP_E_IO, "%s: cannot write: %s", path, strerror(errno));
+}
+
+static void add_first(cJSON *firsts, const char *reason, const prep_first *f, const char *name) {
+    if (!f->have) return;
+    char s[600];
+    snprintf(s, sizeof s, "%s:%llu:%llu: %s", name, (unsigned long long)f->line,
+             (unsigned long long)f->col, f->detail);
+    cJSON_AddStringToObject(firsts, reason, s);
+}
+
+/* ---- the run ---- */
+
+typedef struct run {
+    const dp_prep_config *c;
+    char *tmp;
+    dp_source *src;
+    csv_chunker ck;
+    csv_chunk first;
+    char **cols;
+    size_t ncols;
+    int cols_from_option;
+    prep_task task;
+    prep_feature *feat;
+    size_t nfeat;
+    prep_na na;
+    prep_engine e;
+    prep_rows rows;
+    uint8_t *split;
+    size_t *index;
+    float *X[3];
+    int32_t *y[3];
+    cJSON *meta;
+} run;
+
+static void run_free(run *r) {
+    csv_chunk_free(&r->first);
+    csv_chunker_free(&r->ck);
+    dp_source_close(r->src);
+    prep_free_names(r->cols, r->ncols);
+    prep_rows_free(&r->rows, r->nfeat);
+    prep_engine_free(&r->e);
+    for (size_t k = 0; r->feat && k < r->nfeat; k++) prep_feature_free(&r->feat[k]);
+    dp_free(r->feat);
+    prep_task_free(&r->task);
+    prep_free_names(r->na.tok, r->na.n);
+    dp_free(r->split);
+    dp_free(r->index);
+    for (int s = 0; s < 3; s++) {
+        dp_free(r->X[s]);
+        dp_free(r->y[s]);
+    }
+    cJSON_Delete(r->meta);
+}
+
+/* The "no valid record" message: counts of every reason and the first one. */
+static dp_status no_valid(const run *r) {
+    char what[700] = "", first[700] = "";
+    for (int k = 1; k < DP_PREP_REASONS; k++) {
+        if (!r->rows.dropped[k]) continue;
+        size_t u = strlen(what);
+        snprintf(what + u, sizeof what - u, "%s%s %llu", *what ? ", " : "", reason_names[k],
+                 (unsigned long long)r->rows.dropped[k]);
+        if (!*first && r->rows.first[k].have)
+            snprintf(first, sizeof first, "; first: %s:%llu:%llu: %s", r->e.name,
+                     (unsigned long long)r->rows.first[k].line,
+                     (unsigned long long)r->rows.first[k].col, r->rows.first[k].detail);
+    }
+    if (r->rows.filtered) {
+        size_t u = strlen(what);
+        snprintf(what + u, sizeof what - u, "%snot_in_population %llu", *what ? ", " : "",
+                 (unsigned long long)r->rows.filtered);
+    }
+    return dp_error(DP_E_EMPTY, "%s: no valid record in the population of task %s (%llu rows read: %s%s)",
+                    r->e.name, r->task.name, (unsigned long long)r->rows.records, what, first);
+}
+
+static dp_status read_input(run *r) {
+    const dp_prep_config *c = r->c;
+    DP_TRY(dp_source_open(c->input, &r->src));
+    dp_csv_options o;
+    dp_csv_options_init(&o);
+    o.trim = 1;
+    if (c->max_field) o.max_field = c->max_field;
+    o.max_record = DP_MAX(o.max_record, 4 * o.max_field);
+    r->e.copt = o;
+    r->e.name = dp_source_name(r->src);
+    DP_TRY(csv_chunker_init(&r->ck, r->src, c->chunk_bytes, o.max_record));
+    int got;
+    if (c->columns) {
+        DP_TRY(split_names(c->columns, &r->cols, &r->ncols, "--columns"));
+        for (size_t i = 0; i < r->ncols; i++)
+            for (size_t j = 0; j < i; j++)
+                if (!strcmp(r->cols[i], r->cols[j]))
+                    return dp_error(DP_E_USAGE, "--columns: the name '%s' is given twice",
+                                    r->cols[i]);
+        r->cols_from_option = 1;
+        DP_TRY(csv_chunker_next(&r->ck, &r->first, &got));
+        if (!got) return dp_error(DP_E_EMPTY, "%s: empty file (expected data lines)", r->e.name);
+    } else {
+        DP_TRY(prep_read_header(&r->ck, &r->first, &o, r->e.name, &r->cols, &r->ncols, &got));
+        if (!got)
+            return dp_error(DP_E_EMPTY,
+                            "%s: empty file (expected a header line with the column names)",
+                            r->e.name);
+    }
+    char where[4200];
+    if (r->cols_from_option)
+        snprintf(where, sizeof where, "--columns");
+    else
+        snprintf(where, sizeof where, "%s:%llu", r->e.name, (unsigned long long)r->first.line - 1);
+    DP_TRY(prep_task_build(&r->task, c, r->cols, r->ncols, where));
+    DP_TRY(check_overrides(c, &r->task));
+    r->nfeat = r->task.nfeat;
+    r->feat = dp_calloc(r->nfeat + 1, sizeof *r->feat);
+    if (!r->feat) return dp_error(DP_E_NOMEM, "out of memory");
+    for (size_t k = 0; k < r->nfeat; k++)
+        DP_TRY(build_feature(&r->feat[k], c, r->task.features[k], r->task.feature_vars[k]));
+    if (c->na) DP_TRY(split_names(c->na, &r->na.tok, &r->na.n, "--na"));
+    r->e.ncols = r->ncols;
+    r->e.colnames = r->cols;
+    r->e.feat = r->feat;
+    r->e.nfeat = r->nfeat;
+    r->e.task = &r->task;
+    r->e.na = r->na;
+    r->e.keyed = r->task.key;
+    r->e.threads = c->threads > 0 ? c->threads : omp_get_max_threads();
+    DP_TRY(prep_engine_map(&r->e));
+    DP_TRY(prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
+    if (r->rows.records == 0)
+        return dp_error(DP_E_EMPTY, "%s: no records after the header (expected at least one data line)",
+                        r->e.name);
+    if (r->rows.n == 0) return no_valid(r);
+    return DP_OK;
+}
+
+/* Decide the columns the data must decide, then imputation and layout. */
+static dp_status finalize(run *r, size_t *D) {
+    const size_t nf = r->nfeat, n = r->rows.n;
+    size_t col = 0;
+    for (size_t k = 0; k < nf; k++) {
+        prep_feature *f = &r->feat[k];
+        if (f->inferred) {
+            prep_interner *in = &r->rows.strings[k];
+            prep_cell *remap = dp_malloc((in->n + 1) * sizeof *remap);
+            if (!remap) return dp_error(DP_E_NOMEM, "out of memory");
+            dp_status st = prep_feature_resolve(f, in->str, in->n, remap);
+            if (st == DP_OK) {
+                prep_cell *cells = r->rows.cells;
+                for (size_t i = 0; i < n; i++) {
+                    int32_t id = cells[i * nf + k].i;
+                    if (id >= 0)
+                        cells[i * nf + k] = remap[id];
+                    else if (f->kind == PREP_NUMERIC)
+                        cells[i * nf + k].f = NAN;
+                }
+            }
+            dp_free(remap);
+            DP_TRY(st);
+        }
+        DP_TRY(prep_feature_finalize(f, r->c->stats, r->rows.cells + k, n, nf, col));
+        col += f->ncols;
+    }
+    *D = col;
+    return DP_OK;
+}
+
+static const char *split_names_[3] = {"train", "val", "test"};
+
+static dp_status encode_and_write(run *r, size_t D, size_t counts[3], size_t pos[3]) {
+    const size_t n = r->rows.n, nf = r->nfeat;
+    r->split = dp_malloc(n + 1);
+    r->index = dp_malloc((n + 1) * sizeof *r->index);
+    if (!r->split || !r->index) return dp_error(DP_E_NOMEM, "out of memory for the split");
+    DP_TRY(prep_split(r->rows.label, n, 2, r->c->split, r->c->seed, r->split, counts));
+    size_t next[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        r->index[i] = next[r->split[i]]++;
+        if (r->rows.label[i] == 1) pos[r->split[i]]++;
+    }
+    for (int s = 0; s < 3; s++) {
+        if (counts[s] && D > SIZE_MAX / sizeof(float) / counts[s])
+            return dp_error(DP_E_NOMEM, "the %s split is too large", split_names_[s]);
+        r->X[s] = dp_calloc(counts[s] * D + 1, sizeof(float));
+        r->y[s] = dp_malloc((counts[s] + 1) * sizeof(int32_t));
+        if (!r->X[s] || !r->y[s])
+            return dp_error(DP_E_NOMEM, "out of memory for the %s split (%zu x %zu)",
+                            split_names_[s], counts[s], D);
+    }
+    const prep_cell *cells = r->rows.cells;
+#pragma omp parallel for schedule(static) num_threads(r->e.threads)
+    for (size_t i = 0; i < n; i++) {
+        int s = r->split[i];
+        float *x = r->X[s] + r->index[i] * D;
+        for (size_t k = 0; k < nf; k++) prep_feature_encode(&r->feat[k], cells[i * nf + k], x);
+        r->y[s][r->index[i]] = r->rows.label[i];
+    }
+    for (int s = 0; s < 3; s++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/X_%s.npy", r->tmp, split_names_[s]);
+        DP_TRY(dp_npy_write_f32(path, r->X[s], counts[s], D));
+        snprintf(path, sizeof path, "%s/y_%s.npy", r->tmp, split_names_[s]);
+        DP_TRY(dp_npy_write_i32(path, r->y[s], counts[s]));
+    }
+    return DP_OK;
+}
+
+static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size_t pos[3],
+                            double seconds) {
+    const dp_prep_config *c = r->c;
+    cJSON *m = r->meta = cJSON_CreateObject();
+    if (!m) return dp_error(DP_E_NOMEM, "out of memory for meta.json");
+    cJSON_AddStringToObject(m, "format", "dpsgd-dataset");
+    cJSON_AddNumberToObject(m, "version", 1);
+    char created[64];
+    snprintf(created, sizeof created, "dpsgd prep %s", dp_version());
+    cJSON_AddStringToObject(m, "created_by", created);
+    char sha[65];
+    DP_TRY(dp_source_sha256(r->src, sha));
+    cJSON *src = cJSON_AddObjectToObject(m, "source");
+    cJSON_AddStringToObject(src, "path", dp_source_path(r->src));
+    cJSON_AddStringToObject(src, "name", dp_source_name(r->src));
+    cJSON_AddStringToObject(src, "kind", dp_source_kind_name(dp_source_kind_of(r->src)));
+    cJSON_AddStringToObject(src, "sha256", sha);
+    cJSON_AddNumberToObject(src, "bytes", (double)dp_source_file_bytes(r->src));
+    cJSON_AddNumberToObject(src, "text_bytes", (double)r->rows.bytes);
+
+    cJSON *in = cJSON_AddObjectToObject(m, "input");
+    cJSON_AddBoolToObject(in, "header", !r->cols_from_option);
+    cJSON *cn = cJSON_AddArrayToObject(in, "column_names");
+    for (size_t i = 0; i < r->ncols; i++) cJSON_AddItemToArray(cn, cJSON_CreateString(r->cols[i]));
+    cJSON_AddStringToObject(in, "delimiter", ",");
+    cJSON_AddBoolToObject(in, "trim", 1);
+    cJSON *na = cJSON_AddArrayToObject(in, "na");
+    for (size_t k = 0; k < r->na.n; k++) cJSON_AddItemToArray(na, cJSON_CreateString(r->na.tok[k]));
+    cJSON_AddNumberToObject(in, "max_field", (double)r->e.copt.max_field);
+    int uses_dict = r->task.target_var != NULL;
+    for (size_t k = 0; k < r->nfeat; k++) uses_dict |= r->feat[k].origin == PREP_FROM_DICTIONARY;
+    if (uses_dict) {
+        cJSON *d = cJSON_AddObjectToObject(in, "dictionary");
+        cJSON_AddStringToObject(d, "name", "ACS PUMS person record");
+        cJSON_AddNumberToObject(d, "year", dp_pums_year());
+    } else {
+        cJSON_AddNullToObject(in, "dictionary");
+    }
+    cJSON_AddBoolToObject(in, "deduplicate_serialno_sporder", r->e.keyed);
+
+    cJSON_AddItemToObject(m, "task", task_json(&r->task));
+    cJSON *feats = cJSON_AddArrayToObject(m, "features");
+    cJSON *cols = cJSON_AddArrayToObject(m, "columns");
+    for (size_t k = 0; k < r->nfeat; k++) {
+        cJSON_AddItemToArray(feats, prep_feature_to_json(&r->feat[k]));
+        DP_TRY(prep_feature_column_names(&r->feat[k], cols));
+    }
+    cJSON_AddNumberToObject(m, "n_features", (double)D);
+    cJSON_AddNumberToObject(m, "n_classes", 2);
+    char hash[65];
+    DP_TRY(schema_hash(m, hash));
+    cJSON_AddStringToObject(m, "schema_hash", hash);
+
+    /* which statistics came from the data */
+    char derived[1024] = "";
+    for (size_t k = 0; k < r->nfeat; k++) {
+        const prep_feature *f = &r->feat[k];
+        int from_data = f->origin == PREP_FROM_DATA || f->impute_origin == PREP_FROM_DATA ||
+                        (f->kind == PREP_NUMERIC && f->scale_origin == PREP_FROM_DATA);
+        if (!from_data) continue;
+        size_t u = strlen(derived);
+        snprintf(derived + u, sizeof derived - u, "%s%s", *derived ? ", " : "", f->name);
+    }
+    cJSON *stats = cJSON_AddObjectToObject(m, "statistics");
+    cJSON_AddStringToObject(stats, "source", c->stats == DP_PREP_STATS_EXACT ? "exact" : "public");
+    cJSON_AddBoolToObject(stats, "private", !*derived);
+    cJSON *dl = cJSON_AddArrayToObject(stats, "from_data");
+    for (size_t k = 0; k < r->nfeat; k++)
+        if (in_list(derived, r->feat[k].name))
+            cJSON_AddItemToArray(dl, cJSON_CreateString(r->feat[k].name));
+    char note[1400];
+    if (!*derived)
+        snprintf(note, sizeof note,
+                 "every category list, range and imputation value comes from the PUMS dictionary "
+                 "or the command line, none from the data");
+    else
+        snprintf(note, sizeof note,
+                 "NOT PRIVATE: the encoding of %s uses statistics of the data (%s); they are "
+                 "not covered by any privacy guarantee",
+                 derived,
+                 c->stats == DP_PREP_STATS_EXACT
+                     ? "--stats exact: modes, medians, and ranges or categories of columns "
+                       "outside the dictionary"
+                     : "kinds, categories or ranges of columns outside the dictionary; give "
+                       "--range or --categories to make them public");
+    cJSON_AddStringToObject(stats, "note", note);
+    cJSON *warn = cJSON_AddArrayToObject(m, "warnings");
+    if (*derived) cJSON_AddItemToArray(warn, cJSON_CreateString(note));
+
+    cJSON *sp = cJSON_AddObjectToObject(m, "splits");
+    for (int s = 0; s < 3; s++) {
+        cJSON *o = cJSON_AddObjectToObject(sp, split_names_[s]);
+        cJSON_AddNumberToObject(o, "rows", (double)counts[s]);
+        cJSON_AddNumberToObject(o, "positive", (double)pos[s]);
+    }
+    cJSON *split = cJSON_AddObjectToObject(m, "split");
+    cJSON *fr = cJSON_AddArrayToObject(split, "fractions");
+    for (int s = 0; s < 3; s++) cJSON_AddItemToArray(fr, cJSON_CreateNumber(c->split[s]));
+    cJSON_AddStringToObject(split, "method",
+                            "stratified by label: largest-remainder sizes per class, "
+                            "splitmix64 Fisher-Yates order; rows keep file order within a split");
+    cJSON_AddNumberToObject(m, "seed", (double)c->seed);
+
+    cJSON *rep = cJSON_AddObjectToObject(m, "report");
+    uint64_t ndropped = 0;
+    for (int k = 1; k < DP_PREP_REASONS; k++) ndropped += r->rows.dropped[k];
+    cJSON_AddNumberToObject(rep, "rows_read", (double)r->rows.records);
+    cJSON_AddNumberToObject(rep, "rows_kept", (double)r->rows.n);
+    cJSON_AddNumberToObject(rep, "rows_dropped", (double)ndropped);
+    cJSON_AddNumberToObject(rep, "blank_lines", (double)r->rows.blank);
+    cJSON *dr = cJSON_AddObjectToObject(rep, "dropped");
+    cJSON *dbc = cJSON_AddObjectToObject(rep, "dropped_by_column");
+    cJSON *firsts = cJSON_AddObjectToObject(rep, "first");
+    for (int k = 1; k < DP_PREP_NOT_IN_POPULATION; k++) {
+        cJSON_AddNumberToObject(dr, reason_names[k], (double)r->rows.dropped[k]);
+        add_first(firsts, reason_names[k], &r->rows.first[k], r->e.name);
+        cJSON *byc = NULL;
+        for (size_t u = 0; u < r->e.nused; u++) {
+            uint64_t v = r->rows.dropped_col[k * r->e.nused + u];
+            if (!v) continue;
+            if (!byc) byc = cJSON_AddObjectToObject(dbc, reason_names[k]);
+            cJSON_AddNumberToObject(byc, r->e.used_name[u], (double)v);
+        }
+    }
+    cJSON *flt = cJSON_AddObjectToObject(rep, "filtered");
+    cJSON_AddNumberToObject(flt, "not_in_population", (double)r->rows.filtered);
+    cJSON *mi = cJSON_AddObjectToObject(rep, "missing");
+    cJSON *im = cJSON_AddObjectToObject(rep, "imputed");
+    for (size_t k = 0; k < r->nfeat; k++) {
+        cJSON_AddNumberToObject(mi, r->feat[k].name, (double)r->rows.missing[r->e.u_feat[k]]);
+        cJSON_AddNumberToObject(im, r->feat[k].name, (double)r->feat[k].missing_kept);
+    }
+    cJSON_AddNumberToObject(rep, "seconds", seconds);
+    cJSON_AddStringToObject(rep, "note",
+                            "exact counts of the input, for whoever curates it: not private");
+    return DP_OK;
+}
+
+DP_API dp_status dp_prep_run(const dp_prep_config *c, dp_prep_result **out) {
+    if (out) *out = NULL;
+    double t0 = now();
+    DP_TRY(check_config(c));
+    if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "libsodium failed to initialise");
+    run r;
+    memset(&r, 0, sizeof r);
+    r.c = c;
+    dp_status st = prep_outdir_begin(c->output, c->force, &r.tmp);
+    if (st) return st;
+    size_t D = 0, counts[3] = {0, 0, 0}, pos[3] = {0, 0, 0};
+    if ((st = read_input(&r)) || (st = finalize(&r, &D)) ||
+        (st = encode_and_write(&r, D, counts, pos)) ||
+        (st = build_meta(&r, D, counts, pos, now() - t0)))
+        goto fail;
+    char *text = cJSON_Print(r.meta);
+    if (!text) {
+        st = dp_error(DP_E_NOMEM, "out of memory for meta.json");
+        goto fail;
+    }
+    if ((st = write_text(r.tmp, "meta.json", text)) ||
+        (st = prep_outdir_commit(r.tmp, c->output, c->force))) {
+        cJSON_free(text);
+        goto fail;
+    }
+    dp_free(r.tmp);
+    r.tmp = NULL;
+    if (out) {
+        dp_prep_result *res = dp_calloc(1, sizeof *res);
+        if (res) res->meta = dp_strdup(text);
+        if (!res || !res->meta) {
+            dp_prep_result_free(res);
+            cJSON_free(text);
+            run_free(&r);
+            return dp_error(DP_E_NOMEM, "out of memory (the dataset was written)");
+        }
+        *out = res;
+    }
+    cJSON_free(text);
+    run_free(&r);
+    return DP_OK;
+fail:
+    prep_outdir_abort(r.tmp);
+    dp_free(r.tmp);
+    /* the message belongs to the failure, not to what cleaning up may say */
+    {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dp_last_error());
+        run_free(&r);
+        dp_error(st, "%s", msg);
+    }
+    return st;
+}
