@@ -14,6 +14,19 @@
 #include "dpsgd/dpsgd.h"
 #include "testutil.h"
 
+/* 1 if this build has the PRV accountant (FFTW); tests of it are skipped otherwise. */
+static int have_prv(void) {
+    dp_prv_result r;
+    int ok = dp_account_prv(NULL, 0, 1e-5, 0, 0, &r) == DP_OK;
+    dp_clear_error();
+    return ok;
+}
+
+static void require_prv(void) {
+    if (!have_prv()) cr_skip_test("this build has no FFTW: the PRV accountant is unavailable");
+}
+TestSuite(prv, .init = require_prv);
+
 static dp_prv_result prv(double q, double s, uint64_t T, double delta) {
     dp_privacy_event ev = {q, s, T};
     dp_prv_result r;
