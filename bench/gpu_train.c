@@ -11,7 +11,9 @@
  * optimizer (dp_optim_noisy_step_dev_cuda); nothing waits inside the loop.
  *
  *   build/bench/gpu_train [--rows N] [--features D] [--batches 1024,16384]
- *                         [--quick] [--json]
+ *                         [--quick] [--json] [--json-file PATH]
+ * --json prints the JSON object instead of the table; --json-file writes it
+ * to PATH as well as printing the table.
  * Exit 77 with a message when there is no CUDA device or no backend.
  */
 #include <math.h>
@@ -60,9 +62,9 @@ typedef struct setup {
 
 /* Run `steps` steps from step number t0; returns the wall time (waits at the
  * end only). prof: per-phase timing (waits after each phase). */
-static double run_steps(setup *S, dp_cuda_mlp *m, dp_cuda_optim *o, double q, int dp,
-                        uint64_t t0, uint64_t steps, size_t cap, double *examples,
-                        double *sample_s, phases *prof) {
+static double run_steps(setup *S, dp_cuda_mlp *m, dp_cuda_optim *o, double q, int dp, uint64_t t0,
+                        uint64_t steps, size_t cap, double *examples, double *sample_s,
+                        phases *prof) {
     dp_clip_config clip;
     memset(&clip, 0, sizeof clip);
     clip.mode = dp ? DP_CLIP_FLAT : DP_CLIP_NONE;
@@ -123,9 +125,12 @@ static void fresh(setup *S, size_t cap, dp_cuda_mlp **m, dp_cuda_optim **o) {
 int main(int argc, char **argv) {
     size_t N = 1000000, D = 64;
     int batches[8] = {1024, 16384}, nb = 2, json = 0, quick = 0;
+    const char *json_file = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--rows") && i + 1 < argc) N = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--features") && i + 1 < argc) D = strtoull(argv[++i], NULL, 10);
+        if (!strcmp(argv[i], "--rows") && i + 1 < argc)
+            N = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--features") && i + 1 < argc)
+            D = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
             nb = 0;
             for (char *p = argv[++i]; *p && nb < 8;) {
@@ -134,11 +139,15 @@ int main(int argc, char **argv) {
                 if (!c) break;
                 p = c + 1;
             }
-        } else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        } else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--json-file") && i + 1 < argc)
+            json_file = argv[++i];
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
         else {
             fprintf(stderr, "usage: gpu_train [--rows N] [--features D] [--batches B1,B2] "
-                            "[--quick] [--json]\n");
+                            "[--quick] [--json] [--json-file PATH]\n");
             return 1;
         }
     }
@@ -219,8 +228,8 @@ int main(int argc, char **argv) {
                 r->dp = dp;
                 r->graph = graph;
                 r->steps = (double)steps;
-                r->epoch_s = run_steps(&S, m, o, q, dp, 10, steps, cap, &r->examples,
-                                       &r->sample_s, NULL);
+                r->epoch_s =
+                    run_steps(&S, m, o, q, dp, 10, steps, cap, &r->examples, &r->sample_s, NULL);
                 dp_optim_destroy_cuda(o);
                 dp_mlp_destroy_cuda(m);
             }
@@ -253,36 +262,48 @@ int main(int argc, char **argv) {
      * (L-1) gemm + (L-1) act_back, clip, L gemm + L gemv, update */
     const int kernels = 1 + 1 + L + (L - 1) + 1 + 2 * (L - 1) + 1 + 2 * L + 1;
 
-    if (json) {
-        printf("{\"device\":\"%s\",\"rows\":%zu,\"features\":%zu,\"params\":%zu,"
-               "\"upload_s\":%.4f,\"sgemm_tflops\":%.2f,\"bandwidth_gbs\":%.1f,"
-               "\"launch_us\":%.3f,\"graph_node_us\":%.3f,\"small_gemm_us\":%.3f,\"runs\":[",
-               info.name, N, D, P, t_up, ceil.sgemm_flops * 1e-12, ceil.bandwidth * 1e-9,
-               ceil.launch_s * 1e6, ceil.graph_node_s * 1e6, ceil.small_gemm_s * 1e6);
+    for (int pass = 0; pass < 2; pass++) {
+        FILE *jf = NULL;
+        if (pass == 0 && json) jf = stdout;
+        if (pass == 1 && json_file && !(jf = fopen(json_file, "w"))) {
+            fprintf(stderr, "gpu_train: cannot write %s\n", json_file);
+            return 1;
+        }
+        if (!jf) continue;
+        fprintf(jf,
+                "{\"device\":\"%s\",\"rows\":%zu,\"features\":%zu,\"params\":%zu,"
+                "\"upload_s\":%.4f,\"sgemm_tflops\":%.2f,\"bandwidth_gbs\":%.1f,"
+                "\"launch_us\":%.3f,\"graph_node_us\":%.3f,\"small_gemm_us\":%.3f,\"runs\":[",
+                info.name, N, D, P, t_up, ceil.sgemm_flops * 1e-12, ceil.bandwidth * 1e-9,
+                ceil.launch_s * 1e6, ceil.graph_node_s * 1e6, ceil.small_gemm_s * 1e6);
         for (int i = 0; i < nr; i++)
-            printf("%s{\"batch\":%d,\"dp\":%s,\"graph\":%s,\"epoch_s\":%.5f,\"examples_per_s\":%.1f,"
-                   "\"step_us\":%.2f,\"sample_s\":%.5f}",
-                   i ? "," : "", runs[i].batch, runs[i].dp ? "true" : "false",
-                   runs[i].graph ? "true" : "false", runs[i].epoch_s,
-                   runs[i].examples / runs[i].epoch_s, 1e6 * runs[i].epoch_s / runs[i].steps,
-                   runs[i].sample_s);
-        printf("],\"phases_us_per_step\":[");
+            fprintf(
+                jf,
+                "%s{\"batch\":%d,\"dp\":%s,\"graph\":%s,\"epoch_s\":%.5f,\"examples_per_s\":%.1f,"
+                "\"step_us\":%.2f,\"sample_s\":%.5f}",
+                i ? "," : "", runs[i].batch, runs[i].dp ? "true" : "false",
+                runs[i].graph ? "true" : "false", runs[i].epoch_s,
+                runs[i].examples / runs[i].epoch_s, 1e6 * runs[i].epoch_s / runs[i].steps,
+                runs[i].sample_s);
+        fprintf(jf, "],\"phases_us_per_step\":[");
         for (int i = 0; i < np; i++) {
             phases *p = &ph[i];
             double k = 1e6 / p->steps;
-            printf("%s{\"batch\":%d,\"dp\":%s,\"sample\":%.2f,\"gather\":%.2f,\"forward\":%.2f,"
-                   "\"backward\":%.2f,\"norms_clip\":%.2f,\"wgrad\":%.2f,\"noise_update\":%.2f}",
-                   i ? "," : "", p->batch, p->dp ? "true" : "false", p->sample * k, p->gather * k,
-                   p->forward * k, p->backward * k, p->norms * k, p->wgrad * k, p->update * k);
+            fprintf(jf,
+                    "%s{\"batch\":%d,\"dp\":%s,\"sample\":%.2f,\"gather\":%.2f,\"forward\":%.2f,"
+                    "\"backward\":%.2f,\"norms_clip\":%.2f,\"wgrad\":%.2f,\"noise_update\":%.2f}",
+                    i ? "," : "", p->batch, p->dp ? "true" : "false", p->sample * k, p->gather * k,
+                    p->forward * k, p->backward * k, p->norms * k, p->wgrad * k, p->update * k);
         }
-        printf("],\"kernels_per_step\":%d}\n", kernels);
-        return 0;
+        fprintf(jf, "],\"kernels_per_step\":%d}\n", kernels);
+        if (jf != stdout) fclose(jf);
     }
+    if (json) return 0;
 
     printf("device: %s (cc %d.%d, %d SMs, %.0f GiB); data %zu x %zu float32 resident (upload "
            "%.2f s); MLP %zu-64-64-2, %zu parameters\n",
-           info.name, info.cc_major, info.cc_minor, info.n_sm, info.total_mem / 1073741824.0, N,
-           D, t_up, D, P);
+           info.name, info.cc_major, info.cc_minor, info.n_sm, info.total_mem / 1073741824.0, N, D,
+           t_up, D, P);
     printf("ceilings (measured): sgemm %.1f TFLOP/s (fp32, 8192^3), copy %.0f GB/s, launch %.2f "
            "us, graph node %.2f us, sgemm %dx64x%zu %.2f us\n\n",
            ceil.sgemm_flops * 1e-12, ceil.bandwidth * 1e-9, ceil.launch_s * 1e6,
@@ -298,8 +319,10 @@ int main(int argc, char **argv) {
         printf("%7d %-6s %-9s %10.4f %13.0f %9.1f %10.1f ", r->batch, r->dp ? "DP" : "no-DP",
                r->graph ? "graph" : "kernels", r->epoch_s, r->examples / r->epoch_s,
                1e6 * r->epoch_s / r->steps, 1e6 * r->sample_s / r->steps);
-        if (ratio > 0) printf("%9.3f\n", ratio);
-        else printf("%9s\n", "");
+        if (ratio > 0)
+            printf("%9.3f\n", ratio);
+        else
+            printf("%9s\n", "");
     }
     printf("\nphases (us per step; each phase waited for, so they sum to more than a step):\n");
     printf("%7s %-6s %8s %8s %8s %8s %10s %8s %13s\n", "batch", "mode", "sample", "gather",
@@ -312,8 +335,8 @@ int main(int argc, char **argv) {
                p->backward * k, p->norms * k, p->wgrad * k, p->update * k);
     }
     printf("\nfloor per step (expected batch B; %d kernels per step):\n", kernels);
-    printf("%7s %12s %12s %14s %14s %12s %12s\n", "batch", "FLOPs", "flop us", "bytes",
-           "bytes us", "launch us", "graph us");
+    printf("%7s %12s %12s %14s %14s %12s %12s\n", "batch", "FLOPs", "flop us", "bytes", "bytes us",
+           "launch us", "graph us");
     for (int bi = 0; bi < nb; bi++) {
         double B = batches[bi];
         /* forward, backward to the deltas (no input gradient), weight gradient */

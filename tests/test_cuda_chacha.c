@@ -20,7 +20,8 @@ static uint32_t le32(const uint8_t *p) {
 
 /* bytes of block words w[16], little-endian, as the stream emits them */
 static void words_to_bytes(const uint32_t w[16], uint8_t out[64]) {
-    for (int i = 0; i < 64; i++) out[i] = (uint8_t)(w[i / 4] >> (8 * (i % 4)));
+    for (int i = 0; i < 64; i++)
+        out[i] = (uint8_t)(w[i / 4] >> (8 * (i % 4)));
 }
 
 Test(cuda_chacha, block_function_equals_libsodium_original_and_ietf) {
@@ -28,18 +29,20 @@ Test(cuda_chacha, block_function_equals_libsodium_original_and_ietf) {
     uint64_t rng = tu_seed();
     uint8_t key[32], nonce[12], zeros[64 * 4] = {0}, ref[64 * 4], got[64];
     for (int trial = 0; trial < 200; trial++) {
-        for (int i = 0; i < 32; i++) key[i] = (uint8_t)tu_next(&rng);
-        for (int i = 0; i < 12; i++) nonce[i] = (uint8_t)tu_next(&rng);
+        for (int i = 0; i < 32; i++)
+            key[i] = (uint8_t)tu_next(&rng);
+        for (int i = 0; i < 12; i++)
+            nonce[i] = (uint8_t)tu_next(&rng);
         uint32_t k[8];
-        for (int i = 0; i < 8; i++) k[i] = le32(key + 4 * i);
+        for (int i = 0; i < 8; i++)
+            k[i] = le32(key + 4 * i);
         /* counters near the 32-bit boundary: the original variant carries */
         uint64_t ctr = trial % 3 == 0 ? 0xfffffffeull : tu_next(&rng) >> (trial % 2 ? 0 : 33);
         crypto_stream_chacha20_xor_ic(ref, zeros, sizeof ref, nonce, ctr, key);
         for (int b = 0; b < 4; b++) {
             uint64_t c = ctr + (uint64_t)b;
             uint32_t w[16];
-            dp_chacha20_block(k, (uint32_t)c, (uint32_t)(c >> 32), le32(nonce), le32(nonce + 4),
-                              w);
+            dp_chacha20_block(k, (uint32_t)c, (uint32_t)(c >> 32), le32(nonce), le32(nonce + 4), w);
             words_to_bytes(w, got);
             cr_assert(!memcmp(got, ref + 64 * b, 64), "original variant, counter %llu",
                       (unsigned long long)c);
@@ -72,7 +75,8 @@ Test(cuda_chacha, noise_pair_equals_dp_noise_draw_f64) {
     }
     crypto_core_hchacha20(sub, in, key.bytes, NULL);
     uint32_t sk[8];
-    for (int i = 0; i < 8; i++) sk[i] = le32(sub + 4 * i);
+    for (int i = 0; i < 8; i++)
+        sk[i] = le32(sub + 4 * i);
     double maxd = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t j = offset + i;

@@ -27,8 +27,8 @@ Test(cuda_stub, device_count_reports_a_clear_error_or_a_real_device) {
                   dp_last_error());
     } else {
         cr_assert_eq(s, DP_E_UNSUPPORTED, "status %d: %s", (int)s, dp_last_error());
-        cr_assert(strstr(dp_last_error(), "this build has no CUDA backend") != NULL,
-                  "message: %s", dp_last_error());
+        cr_assert(strstr(dp_last_error(), "this build has no CUDA backend") != NULL, "message: %s",
+                  dp_last_error());
         cr_assert(strstr(dp_last_error(), "nvcc") != NULL, "the message says how to get it");
     }
     cr_assert(strchr(dp_last_error(), '\n') == NULL, "one line: %s", dp_last_error());

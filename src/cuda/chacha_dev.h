@@ -28,15 +28,23 @@
 
 #define DP_ROTL32(v, c) (((v) << (c)) | ((v) >> (32 - (c))))
 #define DP_QR(a, b, c, d)                                                                          \
-    a += b; d ^= a; d = DP_ROTL32(d, 16);                                                          \
-    c += d; b ^= c; b = DP_ROTL32(b, 12);                                                          \
-    a += b; d ^= a; d = DP_ROTL32(d, 8);                                                           \
-    c += d; b ^= c; b = DP_ROTL32(b, 7)
+    a += b;                                                                                        \
+    d ^= a;                                                                                        \
+    d = DP_ROTL32(d, 16);                                                                          \
+    c += d;                                                                                        \
+    b ^= c;                                                                                        \
+    b = DP_ROTL32(b, 12);                                                                          \
+    a += b;                                                                                        \
+    d ^= a;                                                                                        \
+    d = DP_ROTL32(d, 8);                                                                           \
+    c += d;                                                                                        \
+    b ^= c;                                                                                        \
+    b = DP_ROTL32(b, 7)
 
 /* out[16] = the keystream block (as little-endian words) for key k[8] and
  * words 12..15 of the state (counter and nonce, laid out by the caller). */
-DP_DEVFN void dp_chacha20_block(const uint32_t k[8], uint32_t w12, uint32_t w13,
-                                        uint32_t w14, uint32_t w15, uint32_t out[16]) {
+DP_DEVFN void dp_chacha20_block(const uint32_t k[8], uint32_t w12, uint32_t w13, uint32_t w14,
+                                uint32_t w15, uint32_t out[16]) {
     /* "expand 32-byte k" */
     const uint32_t c0 = 0x61707865u, c1 = 0x3320646eu, c2 = 0x79622d32u, c3 = 0x6b206574u;
     uint32_t x0 = c0, x1 = c1, x2 = c2, x3 = c3;

@@ -51,8 +51,7 @@ extern "C" {
 #define DP_CU_TRY(expr)                                                                            \
     do {                                                                                           \
         dp_status dp_cu_s_ = (expr);                                                               \
-        if (dp_cu_s_ != DP_OK)                                                                     \
-            return dp_cu_s_;                                                                       \
+        if (dp_cu_s_ != DP_OK) return dp_cu_s_;                                                    \
     } while (0)
 
 #endif

@@ -20,7 +20,8 @@ extern "C" dp_status dp_cuda_device_count(int *count) {
         (void)cudaGetLastError(); /* not sticky: clear it so later calls start clean */
         const char *why = e == cudaErrorInsufficientDriver
                               ? "no NVIDIA driver, or one older than this CUDA runtime"
-                          : e == cudaErrorNoDevice ? "the driver sees no GPU (CUDA_VISIBLE_DEVICES?)"
+                          : e == cudaErrorNoDevice
+                              ? "the driver sees no GPU (CUDA_VISIBLE_DEVICES?)"
                           : e == cudaErrorStubLibrary ? "only the toolkit's stub libcuda is present"
                                                       : "the CUDA runtime failed to start";
         return dp_error(DP_E_CUDA, "cuda: no CUDA device: %s (%s: %s)", why, cudaGetErrorName(e),
@@ -126,7 +127,9 @@ extern "C" dp_status dp_cuda_ctx_sync(dp_cuda_ctx *c) {
     return DP_OK;
 }
 
-extern "C" int dp_cuda_ctx_device(const dp_cuda_ctx *c) { return c->device; }
+extern "C" int dp_cuda_ctx_device(const dp_cuda_ctx *c) {
+    return c->device;
+}
 
 extern "C" dp_status dp_cuda_alloc(dp_cuda_ctx *c, size_t bytes, void **dev) {
     *dev = NULL;
@@ -146,8 +149,7 @@ extern "C" void dp_cuda_free(dp_cuda_ctx *c, void *dev) {
     if (dev) cudaFree(dev); /* cudaFree waits for the device: safe after queued work */
 }
 
-extern "C" dp_status dp_cuda_to_device(dp_cuda_ctx *c, void *dev, const void *host,
-                                       size_t bytes) {
+extern "C" dp_status dp_cuda_to_device(dp_cuda_ctx *c, void *dev, const void *host, size_t bytes) {
     if (!bytes) return DP_OK;
     DP_CUDA_TRY(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, c->stream));
     /* pageable host memory may be reused by the caller at once: wait */
@@ -170,9 +172,9 @@ extern "C" dp_status dp_cuda_zero_dev(dp_cuda_ctx *c, void *dev, size_t bytes) {
 
 /* ---------------------------------------------------------------- dataset */
 
-extern "C" dp_status dp_cuda_data_create(dp_cuda_ctx *c, const float *X, const int32_t *y,
-                                         size_t n, size_t d, size_t row_begin,
-                                         size_t budget_bytes, dp_cuda_data **out) {
+extern "C" dp_status dp_cuda_data_create(dp_cuda_ctx *c, const float *X, const int32_t *y, size_t n,
+                                         size_t d, size_t row_begin, size_t budget_bytes,
+                                         dp_cuda_data **out) {
     *out = NULL;
     if (!d || (n && (!X || !y)))
         return dp_error(DP_E_USAGE, "cuda: dataset: expected X, y and d > 0, found d = %zu", d);
@@ -215,4 +217,6 @@ extern "C" void dp_cuda_data_destroy(dp_cuda_data *dd) {
     dp_free(dd);
 }
 
-extern "C" int dp_cuda_data_resident(const dp_cuda_data *dd) { return dd->resident; }
+extern "C" int dp_cuda_data_resident(const dp_cuda_data *dd) {
+    return dd->resident;
+}

@@ -31,10 +31,10 @@ extern "C" {
 typedef struct dp_cuda_device_info {
     int index;
     char name[256];
-    int cc_major, cc_minor;  /* compute capability (9.0 for H100/H200) */
-    int n_sm;                /* multiprocessors */
-    size_t total_mem;        /* bytes */
-    size_t free_mem;         /* bytes free when asked */
+    int cc_major, cc_minor; /* compute capability (9.0 for H100/H200) */
+    int n_sm;               /* multiprocessors */
+    size_t total_mem;       /* bytes */
+    size_t free_mem;        /* bytes free when asked */
     size_t l2_bytes;
 } dp_cuda_device_info;
 
@@ -76,8 +76,7 @@ dp_status dp_cuda_zero_dev(dp_cuda_ctx *ctx, void *dev, size_t bytes);
  * gathered on the host into pinned memory and copied. */
 typedef struct dp_cuda_data dp_cuda_data;
 dp_status dp_cuda_data_create(dp_cuda_ctx *ctx, const float *X, const int32_t *y, size_t n,
-                              size_t d, size_t row_begin, size_t budget_bytes,
-                              dp_cuda_data **out);
+                              size_t d, size_t row_begin, size_t budget_bytes, dp_cuda_data **out);
 void dp_cuda_data_destroy(dp_cuda_data *data);
 int dp_cuda_data_resident(const dp_cuda_data *data);
 
@@ -115,8 +114,7 @@ dp_status dp_mlp_clipped_grad_cuda(dp_cuda_mlp *m, const float *X, const int32_t
  * host->device traffic is the index list. Stats stay on the device until
  * dp_mlp_stats_cuda. n may be 0 (nothing is queued). */
 dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *data, const size_t *idx,
-                                 size_t n, const dp_clip_config *clip,
-                                 const float *class_weight);
+                                 size_t n, const dp_clip_config *clip, const float *class_weight);
 
 /* Replay a captured CUDA graph for each micro-batch instead of launching its
  * ~20 kernels one by one: micro-batches are padded to max_micro rows (padding
@@ -139,8 +137,8 @@ dp_status dp_mlp_stats_cuda(dp_cuda_mlp *m, dp_grad_stats *stats, double *t_gath
 dp_status dp_mlp_predict_cuda(dp_cuda_mlp *m, const float *X, size_t n, float *P);
 /* The same for rows [first, first + n) of device-resident data (eval without
  * copying the split again); P is host memory [n, k]. */
-dp_status dp_mlp_predict_data_cuda(dp_cuda_mlp *m, const dp_cuda_data *data, size_t first,
-                                   size_t n, float *P);
+dp_status dp_mlp_predict_data_cuda(dp_cuda_mlp *m, const dp_cuda_data *data, size_t first, size_t n,
+                                   float *P);
 
 /* ---------------------------------------------------------------- noise */
 
@@ -155,9 +153,8 @@ dp_status dp_chacha20_cuda(dp_cuda_ctx *ctx, const uint8_t key[32], const uint8_
 /* dp_noise_add on the device: ADD std * N(0,1) draws (coordinates
  * [offset, offset + n) of the noise vector of (key, step, stream)) to the
  * device array out_dev [n]. Same draws as the CPU's. Returns without waiting. */
-dp_status dp_noise_add_dev_cuda(dp_cuda_ctx *ctx, const dp_key *key, uint64_t step,
-                                uint64_t stream, size_t offset, float *out_dev, size_t n,
-                                double std);
+dp_status dp_noise_add_dev_cuda(dp_cuda_ctx *ctx, const dp_key *key, uint64_t step, uint64_t stream,
+                                size_t offset, float *out_dev, size_t n, double std);
 /* dp_noise_draw_f64 on the device, overwriting host out [n] (for tests). */
 dp_status dp_noise_draw_f64_cuda(dp_cuda_ctx *ctx, const dp_key *key, uint64_t step,
                                  uint64_t stream, size_t offset, double *out, size_t n);
@@ -167,9 +164,8 @@ dp_status dp_noise_draw_f64_cuda(dp_cuda_ctx *ctx, const dp_key *key, uint64_t s
 /* The optimizers of src/train/optim.c (SGD, PyTorch momentum, Adam with
  * PyTorch's epsilon) on device state: momentum v [n]; Adam m [n] then v [n]. */
 typedef struct dp_cuda_optim dp_cuda_optim;
-dp_status dp_optim_create_cuda(dp_cuda_ctx *ctx, dp_optimizer_kind kind, size_t n,
-                               double momentum, double beta1, double beta2, double eps,
-                               dp_cuda_optim **out);
+dp_status dp_optim_create_cuda(dp_cuda_ctx *ctx, dp_optimizer_kind kind, size_t n, double momentum,
+                               double beta1, double beta2, double eps, dp_cuda_optim **out);
 void dp_optim_destroy_cuda(dp_cuda_optim *o);
 /* p_dev -= update(g_dev * g_scale) with learning rate lr; the update count t
  * advances (Adam's bias correction uses t + 1). If zero_grad, g_dev is set to
@@ -188,8 +184,7 @@ dp_status dp_optim_set_state_cuda(dp_cuda_optim *o, const float *state, uint64_t
  * Equal to dp_noise_add_dev_cuda + dp_optim_step_dev_cuda, one pass. */
 dp_status dp_optim_noisy_step_dev_cuda(dp_cuda_optim *o, float *p_dev, float *g_dev,
                                        const dp_key *key, uint64_t step, uint64_t stream,
-                                       size_t offset, double noise_std, float g_scale,
-                                       double lr);
+                                       size_t offset, double noise_std, float g_scale, double lr);
 
 /* ---------------------------------------------------------------- NCCL */
 
@@ -218,11 +213,11 @@ dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev, float *
  * a replayed CUDA graph; and the time of one small sgemm of shape
  * [m, k] x [k, n] (launch included) as the step's own products see it. */
 typedef struct dp_cuda_ceilings {
-    double sgemm_flops;   /* FLOP/s */
-    double bandwidth;     /* bytes/s */
-    double launch_s;      /* seconds per queued empty kernel */
-    double graph_node_s;  /* seconds per empty kernel node in a graph replay */
-    double small_gemm_s;  /* seconds per small sgemm */
+    double sgemm_flops;  /* FLOP/s */
+    double bandwidth;    /* bytes/s */
+    double launch_s;     /* seconds per queued empty kernel */
+    double graph_node_s; /* seconds per empty kernel node in a graph replay */
+    double small_gemm_s; /* seconds per small sgemm */
 } dp_cuda_ceilings;
 dp_status dp_cuda_ceilings_measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings *out);
 

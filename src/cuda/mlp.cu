@@ -30,12 +30,12 @@
  * setting, and the row indices (which follow this header in the same buffer,
  * so one copy moves both). */
 struct chunk_params {
-    int32_t n_valid;  /* rows [0, n_valid) are examples; the rest is padding */
-    int32_t mode;     /* dp_clip_mode */
+    int32_t n_valid; /* rows [0, n_valid) are examples; the rest is padding */
+    int32_t mode;    /* dp_clip_mode */
     int32_t n_layers;
     int32_t pad_;
-    double C;              /* flat bound */
-    double Cl[MAX_L];      /* per-layer bounds */
+    double C;         /* flat bound */
+    double Cl[MAX_L]; /* per-layer bounds */
 };
 #define PARAMS_BYTES ((sizeof(struct chunk_params) + 63) / 64 * 64)
 
@@ -67,10 +67,10 @@ struct dp_cuda_mlp {
     float *ws;            /* device workspace, see the diagram above */
     struct layer_ptrs lp;
     float *Z;
-    float *ones;          /* [M] of 1.0f: the bias gradient is D^T 1 */
+    float *ones; /* [M] of 1.0f: the bias gradient is D^T 1 */
     int32_t *yb;
-    double *loss;         /* [M] per-row loss */
-    float *cw;            /* [k] class weights (1.0 when none) */
+    double *loss; /* [M] per-row loss */
+    float *cw;    /* [k] class weights (1.0 when none) */
     float cw_host[DP_TRAIN_MAX_CLASSES];
     struct dev_stats *stats;
     /* host -> device staging: pinned slots, each [params | idx[M]] */
@@ -82,8 +82,8 @@ struct dp_cuda_mlp {
     int32_t *ys_host[NSLOT];
     /* graph replay */
     int graph_on;
-    cudaGraphExec_t graph[2]; /* [0]: resident gather, [1]: streamed rows */
-    const dp_cuda_data *graph_data;
+    cudaGraphExec_t graph[2];          /* [0]: resident gather, [1]: streamed rows */
+    const dp_cuda_data *graph_data[2]; /* the data each graph's gather reads */
     /* profiling */
     int profile;
     cudaEvent_t pev[6];
@@ -93,12 +93,14 @@ struct dp_cuda_mlp {
 /* ---------------------------------------------------------------- kernels */
 
 __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
 __device__ __forceinline__ double warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
@@ -128,7 +130,8 @@ __global__ void gather_kernel(const float *__restrict__ X, const int32_t *__rest
         }
         if (lane == 0) yb[r] = y[src_row];
     } else {
-        for (int j = lane; j < d; j += 32) dst[j] = 0.0f;
+        for (int j = lane; j < d; j += 32)
+            dst[j] = 0.0f;
         if (lane == 0) yb[r] = 0;
     }
     s = warp_sum(s);
@@ -142,7 +145,8 @@ __global__ void rownorm_kernel(const float *__restrict__ A, int width, float *__
     if (r >= rows) return;
     const float *a = A + (size_t)r * width;
     float s = 0.0f;
-    for (int j = lane; j < width; j += 32) s += a[j] * a[j];
+    for (int j = lane; j < width; j += 32)
+        s += a[j] * a[j];
     s = warp_sum(s);
     if (lane == 0) asq[r] = s;
 }
@@ -203,7 +207,8 @@ __global__ void loss_kernel(float *__restrict__ Z, const float *__restrict__ b,
     float *z = Z + (size_t)r * k;
     float *dd = D + (size_t)r * k;
     if (r >= cp->n_valid) {
-        for (int j = lane; j < k; j += 32) dd[j] = 0.0f;
+        for (int j = lane; j < k; j += 32)
+            dd[j] = 0.0f;
         if (lane == 0) {
             dsq[r] = 0.0f;
             loss[r] = 0.0;
@@ -224,7 +229,8 @@ __global__ void loss_kernel(float *__restrict__ Z, const float *__restrict__ b,
      * sum below and so the loss, which the clip kernel checks */
     if (!isfinite(m)) m = 0.0f;
     double se = 0.0;
-    for (int j = lane; j < k; j += 32) se += (double)expf(z[j] - m);
+    for (int j = lane; j < k; j += 32)
+        se += (double)expf(z[j] - m);
     se = warp_sum_d(se);
     int yi = yb[r];
     float w = cw[yi];
@@ -268,7 +274,8 @@ __global__ void softmax_kernel(float *__restrict__ Z, const float *__restrict__ 
     }
     se = warp_sum_d(se);
     float inv = (float)(1.0 / se);
-    for (int j = lane; j < k; j += 32) z[j] *= inv;
+    for (int j = lane; j < k; j += 32)
+        z[j] *= inv;
 }
 
 /* Clip factors and row scaling, all layers of one row in one warp (the
@@ -317,12 +324,15 @@ __global__ void clip_kernel(struct layer_ptrs lp, int L, const unsigned char *__
             }
             float *dd = lp.D[l] + (size_t)r * lp.out[l];
             if (zero) {
-                for (int j = lane; j < lp.out[l]; j += 32) dd[j] = 0.0f;
+                for (int j = lane; j < lp.out[l]; j += 32)
+                    dd[j] = 0.0f;
                 float *a = lp.A[l] + (size_t)r * lp.in[l];
-                for (int j = lane; j < lp.in[l]; j += 32) a[j] = 0.0f;
+                for (int j = lane; j < lp.in[l]; j += 32)
+                    a[j] = 0.0f;
             } else if (c < 1.0) {
                 float cf = (float)c;
-                for (int j = lane; j < lp.out[l]; j += 32) dd[j] *= cf;
+                for (int j = lane; j < lp.out[l]; j += 32)
+                    dd[j] *= cf;
             }
         }
     }
@@ -348,8 +358,8 @@ __global__ void clip_kernel(struct layer_ptrs lp, int L, const unsigned char *__
 static dp_status gemm_rm(cublasHandle_t h, int ta, int tb, int m, int n, int k, float alpha,
                          const float *A, int lda, const float *B, int ldb, float beta, float *C,
                          int ldc) {
-    DP_CUBLAS_TRY(cublasSgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              n, m, k, &alpha, B, ldb, A, lda, &beta, C, ldc));
+    DP_CUBLAS_TRY(cublasSgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n,
+                              m, k, &alpha, B, ldb, A, lda, &beta, C, ldc));
     return DP_OK;
 }
 
@@ -375,8 +385,8 @@ static dp_status forward(dp_cuda_mlp *m, const float *A0, int rows, int want_nor
         int o = (int)m->n_out[l], i = (int)m->n_in[l];
         float *out = l + 1 < m->L ? m->lp.A[l + 1] : m->Z;
         /* out [rows, o] = in [rows, i] W_l^T, W_l [o, i] row-major */
-        DP_CU_TRY(gemm_rm(h, 0, 1, rows, o, i, 1.0f, in, i, m->params + m->w_off[l], i, 0.0f, out,
-                          o));
+        DP_CU_TRY(
+            gemm_rm(h, 0, 1, rows, o, i, 1.0f, in, i, m->params + m->w_off[l], i, 0.0f, out, o));
         if (l + 1 < m->L) {
             bias_act_kernel<<<ROW_LAUNCH(rows)>>>(out, m->params + m->b_off[l], o,
                                                   (int)m->cfg.activation,
@@ -395,9 +405,8 @@ static dp_status grad_pipeline(dp_cuda_mlp *m, int rows) {
     int L = m->L;
     DP_CU_TRY(prof_mark(m, 1));
     DP_CU_TRY(forward(m, m->lp.A[0], rows, 1));
-    loss_kernel<<<ROW_LAUNCH(rows)>>>(m->Z, m->params + m->b_off[L - 1], m->yb, m->cw,
-                                      (int)m->k, m->slot_dev, m->lp.D[L - 1], m->lp.dsq[L - 1],
-                                      m->loss, rows);
+    loss_kernel<<<ROW_LAUNCH(rows)>>>(m->Z, m->params + m->b_off[L - 1], m->yb, m->cw, (int)m->k,
+                                      m->slot_dev, m->lp.D[L - 1], m->lp.dsq[L - 1], m->loss, rows);
     DP_CUDA_LAUNCHED("loss");
     DP_CU_TRY(prof_mark(m, 2));
     /* backward: D[l-1] = (D[l] W_l) * act'(A[l]), W_l [out_l, in_l] */
@@ -405,8 +414,8 @@ static dp_status grad_pipeline(dp_cuda_mlp *m, int rows) {
         int o = (int)m->n_out[l], i = (int)m->n_in[l];
         DP_CU_TRY(gemm_rm(h, 0, 0, rows, i, o, 1.0f, m->lp.D[l], o, m->params + m->w_off[l], i,
                           0.0f, m->lp.D[l - 1], i));
-        act_back_kernel<<<ROW_LAUNCH(rows)>>>(m->lp.D[l - 1], m->lp.A[l], i,
-                                              (int)m->cfg.activation, m->lp.dsq[l - 1], rows);
+        act_back_kernel<<<ROW_LAUNCH(rows)>>>(m->lp.D[l - 1], m->lp.A[l], i, (int)m->cfg.activation,
+                                              m->lp.dsq[l - 1], rows);
         DP_CUDA_LAUNCHED("act_back");
     }
     DP_CU_TRY(prof_mark(m, 3));
@@ -435,8 +444,9 @@ extern "C" dp_status dp_mlp_create_cuda(dp_cuda_ctx *ctx, const dp_mlp_config *c
     *out = NULL;
     if (!cfg || cfg->n_in == 0 || cfg->n_hidden < 0 || cfg->n_hidden >= MAX_L ||
         cfg->n_classes < 2 || cfg->n_classes > DP_TRAIN_MAX_CLASSES)
-        return dp_error(DP_E_USAGE, "cuda: mlp: expected d > 0, 0..%d hidden layers and 2..%d "
-                                    "classes",
+        return dp_error(DP_E_USAGE,
+                        "cuda: mlp: expected d > 0, 0..%d hidden layers and 2..%d "
+                        "classes",
                         MAX_L - 1, DP_TRAIN_MAX_CLASSES);
     if (max_micro == 0 || max_micro > (1u << 24))
         return dp_error(DP_E_USAGE, "cuda: mlp: expected 1 <= max_micro <= 16777216, found %zu",
@@ -462,7 +472,7 @@ extern "C" dp_status dp_mlp_create_cuda(dp_cuda_ctx *ctx, const dp_mlp_config *c
         P += m->n_out[l] * m->n_in[l];
         m->b_off[l] = P;
         P += m->n_out[l];
-        if (l > 0) wsf += max_micro * m->n_in[l];    /* A[l] */
+        if (l > 0) wsf += max_micro * m->n_in[l];       /* A[l] */
         wsf += max_micro * m->n_out[l] + 2 * max_micro; /* D[l], asq[l], dsq[l] */
     }
     wsf += max_micro + m->k; /* ones, cw */
@@ -516,19 +526,22 @@ extern "C" dp_status dp_mlp_create_cuda(dp_cuda_ctx *ctx, const dp_mlp_config *c
             s = dp_error(DP_E_NOMEM, "cuda: mlp: cannot allocate %zu floats", max_micro);
             goto fail;
         }
-        for (size_t i = 0; i < (max_micro > m->k ? max_micro : m->k); i++) h1[i] = 1.0f;
+        for (size_t i = 0; i < (max_micro > m->k ? max_micro : m->k); i++)
+            h1[i] = 1.0f;
         s = dp_cuda_to_device(ctx, m->ones, h1, max_micro * sizeof(float));
         if (s == DP_OK) s = dp_cuda_to_device(ctx, m->cw, h1, m->k * sizeof(float));
         dp_free(h1);
         if (s != DP_OK) goto fail;
-        for (size_t j = 0; j < m->k; j++) m->cw_host[j] = 1.0f;
+        for (size_t j = 0; j < m->k; j++)
+            m->cw_host[j] = 1.0f;
     }
     for (int i = 0; i < NSLOT; i++) {
         CK(cudaMallocHost((void **)&m->slot_host[i], slot_bytes));
         memset(m->slot_host[i], 0, slot_bytes);
         CK(cudaEventCreateWithFlags(&m->slot_ev[i], cudaEventDisableTiming));
     }
-    for (int i = 0; i < 6; i++) CK(cudaEventCreate(&m->pev[i]));
+    for (int i = 0; i < 6; i++)
+        CK(cudaEventCreate(&m->pev[i]));
     *out = m;
     return DP_OK;
 #undef CK
@@ -560,10 +573,18 @@ extern "C" void dp_mlp_destroy_cuda(dp_cuda_mlp *m) {
     dp_free(m);
 }
 
-extern "C" size_t dp_mlp_nparams_cuda(const dp_cuda_mlp *m) { return m->P; }
-extern "C" size_t dp_mlp_max_micro_cuda(const dp_cuda_mlp *m) { return m->M; }
-extern "C" float *dp_mlp_params_dev_cuda(dp_cuda_mlp *m) { return m->params; }
-extern "C" float *dp_mlp_grad_dev_cuda(dp_cuda_mlp *m) { return m->grad; }
+extern "C" size_t dp_mlp_nparams_cuda(const dp_cuda_mlp *m) {
+    return m->P;
+}
+extern "C" size_t dp_mlp_max_micro_cuda(const dp_cuda_mlp *m) {
+    return m->M;
+}
+extern "C" float *dp_mlp_params_dev_cuda(dp_cuda_mlp *m) {
+    return m->params;
+}
+extern "C" float *dp_mlp_grad_dev_cuda(dp_cuda_mlp *m) {
+    return m->grad;
+}
 
 extern "C" dp_status dp_mlp_set_params_cuda(dp_cuda_mlp *m, const float *params) {
     return dp_cuda_to_device(m->ctx, m->params, params, m->P * sizeof(float));
@@ -590,8 +611,7 @@ static dp_status check_clip(const dp_cuda_mlp *m, const dp_clip_config *clip) {
             if (!(clip->layer_norms[l] > 0.0))
                 return dp_error(DP_E_USAGE, "cuda: expected layer_norms[%d] > 0, found %g", l,
                                 clip->layer_norms[l]);
-    if (clip->mode != DP_CLIP_NONE && clip->mode != DP_CLIP_FLAT &&
-        clip->mode != DP_CLIP_PER_LAYER)
+    if (clip->mode != DP_CLIP_NONE && clip->mode != DP_CLIP_FLAT && clip->mode != DP_CLIP_PER_LAYER)
         return dp_error(DP_E_USAGE, "cuda: unknown clip mode %d", (int)clip->mode);
     return DP_OK;
 }
@@ -630,9 +650,11 @@ static dp_status slot_send(dp_cuda_mlp *m, unsigned s, int n_valid, const dp_cli
     cp->mode = clip ? (int32_t)clip->mode : DP_CLIP_NONE;
     cp->n_layers = m->L;
     cp->C = clip ? clip->max_grad_norm : 0.0;
-    for (int l = 0; l < m->L && clip; l++) cp->Cl[l] = clip->layer_norms[l];
+    for (int l = 0; l < m->L && clip; l++)
+        cp->Cl[l] = clip->layer_norms[l];
     uint64_t *dst = (uint64_t *)(m->slot_host[s] + PARAMS_BYTES);
-    for (size_t i = 0; i < n_idx; i++) dst[i] = (uint64_t)idx[i];
+    for (size_t i = 0; i < n_idx; i++)
+        dst[i] = (uint64_t)idx[i];
     DP_CUDA_TRY(cudaMemcpyAsync(m->slot_dev, m->slot_host[s], PARAMS_BYTES + n_idx * 8,
                                 cudaMemcpyHostToDevice, m->ctx->stream));
     return DP_OK;
@@ -672,9 +694,8 @@ static dp_status stream_rows(dp_cuda_mlp *m, unsigned s, const dp_cuda_data *dat
 /* The rows-in stage: gather from resident data, or norms of streamed rows. */
 static dp_status rows_in(dp_cuda_mlp *m, const dp_cuda_data *data, int rows) {
     if (data->resident) {
-        gather_kernel<<<ROW_LAUNCH(rows)>>>(data->X_dev, data->y_dev, data->row_begin,
-                                            (int)data->d, m->slot_dev, m->lp.A[0], m->yb,
-                                            m->lp.asq[0], rows);
+        gather_kernel<<<ROW_LAUNCH(rows)>>>(data->X_dev, data->y_dev, data->row_begin, (int)data->d,
+                                            m->slot_dev, m->lp.A[0], m->yb, m->lp.asq[0], rows);
         DP_CUDA_LAUNCHED("gather");
     } else {
         rownorm_kernel<<<ROW_LAUNCH(rows)>>>(m->lp.A[0], (int)data->d, m->lp.asq[0], rows);
@@ -708,14 +729,15 @@ static dp_status capture(dp_cuda_mlp *m, const dp_cuda_data *data, int g) {
     e = cudaGraphInstantiate(&m->graph[g], graph, 0);
     cudaGraphDestroy(graph);
     DP_CUDA_TRY(e);
-    m->graph_data = data;
+    m->graph_data[g] = data;
     return DP_OK;
 }
 
 static dp_status prof_collect(dp_cuda_mlp *m) {
     DP_CUDA_TRY(cudaEventSynchronize(m->pev[5]));
     float ms[5];
-    for (int i = 0; i < 5; i++) DP_CUDA_TRY(cudaEventElapsedTime(&ms[i], m->pev[i], m->pev[i + 1]));
+    for (int i = 0; i < 5; i++)
+        DP_CUDA_TRY(cudaEventElapsedTime(&ms[i], m->pev[i], m->pev[i + 1]));
     m->t_gather += ms[0] * 1e-3;
     m->t_forward += ms[1] * 1e-3;
     m->t_backward += ms[2] * 1e-3;
@@ -725,8 +747,7 @@ static dp_status prof_collect(dp_cuda_mlp *m) {
 }
 
 extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *data,
-                                            const size_t *idx, size_t n,
-                                            const dp_clip_config *clip,
+                                            const size_t *idx, size_t n, const dp_clip_config *clip,
                                             const float *class_weight) {
     DP_CU_TRY(check_clip(m, clip));
     if (!data || data->d != m->cfg.n_in)
@@ -741,7 +762,7 @@ extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *
                             idx[i], i, data->row_begin, data->row_begin + data->n);
     DP_CU_TRY(set_class_weight(m, class_weight));
     int g = data->resident ? 0 : 1;
-    if (m->graph_on && (!m->graph[g] || m->graph_data != data)) DP_CU_TRY(capture(m, data, g));
+    if (m->graph_on && (!m->graph[g] || m->graph_data[g] != data)) DP_CU_TRY(capture(m, data, g));
     for (size_t c0 = 0; c0 < n; c0 += m->M) {
         size_t nb = n - c0 < m->M ? n - c0 : m->M;
         int rows = m->graph_on ? (int)m->M : (int)nb;
@@ -799,8 +820,8 @@ extern "C" dp_status dp_mlp_clipped_grad_cuda(dp_cuda_mlp *m, const float *X, co
     DP_CU_TRY(check_clip(m, clip));
     for (size_t i = 0; i < n; i++)
         if (y[i] < 0 || (size_t)y[i] >= m->k)
-            return dp_error(DP_E_RANGE, "cuda: grad: label %d of row %zu is outside [0, %zu)",
-                            y[i], i, m->k);
+            return dp_error(DP_E_RANGE, "cuda: grad: label %d of row %zu is outside [0, %zu)", y[i],
+                            i, m->k);
     DP_CU_TRY(set_class_weight(m, class_weight));
     DP_CU_TRY(dp_mlp_zero_grad_cuda(m));
     DP_CU_TRY(dp_mlp_stats_cuda(m, NULL, NULL)); /* start from zero stats */
@@ -821,7 +842,8 @@ extern "C" dp_status dp_mlp_clipped_grad_cuda(dp_cuda_mlp *m, const float *X, co
     if (!g) return dp_error(DP_E_NOMEM, "cuda: grad: cannot allocate %zu floats", m->P);
     dp_status s = dp_mlp_get_grad_cuda(m, g);
     if (s == DP_OK) {
-        for (size_t j = 0; j < m->P; j++) grad[j] += g[j];
+        for (size_t j = 0; j < m->P; j++)
+            grad[j] += g[j];
         s = dp_mlp_stats_cuda(m, stats, NULL);
     }
     dp_free(g);

@@ -47,8 +47,8 @@ extern "C" dp_status dp_nccl_create_cuda(dp_cuda_ctx *ctx, const void *mpi_comm,
     c->rank = rank;
     c->size = size;
     cudaError_t ce = cudaSetDevice(ctx->device);
-    ncclResult_t r = ce == cudaSuccess ? ncclCommInitRank(&c->comm, size, msg.id, rank)
-                                       : ncclUnhandledCudaError;
+    ncclResult_t r =
+        ce == cudaSuccess ? ncclCommInitRank(&c->comm, size, msg.id, rank) : ncclUnhandledCudaError;
     if (r != ncclSuccess) {
         dp_free(c);
         return dp_error(DP_E_CUDA, "nccl: rank %d of %d: ncclCommInitRank: %s", rank, size,
@@ -79,19 +79,19 @@ extern "C" dp_status dp_nccl_reduce_scatter_cuda(dp_cuda_comm *c, const float *s
     return DP_OK;
 }
 
-extern "C" dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev,
-                                            float *recv_dev, size_t count) {
+extern "C" dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev, float *recv_dev,
+                                            size_t count) {
     if (!count) return DP_OK;
-    DP_NCCL_TRY(
-        ncclAllGather(send_dev, recv_dev, count, ncclFloat32, c->comm, c->ctx->stream));
+    DP_NCCL_TRY(ncclAllGather(send_dev, recv_dev, count, ncclFloat32, c->comm, c->ctx->stream));
     return DP_OK;
 }
 
 #else /* no NCCL in this build */
 
 static dp_status no_nccl(const char *fn) {
-    return dp_error(DP_E_UNSUPPORTED, "%s: this build has CUDA but no NCCL (install NCCL beside "
-                                      "the CUDA toolkit and rebuild; or use --allreduce mpi)",
+    return dp_error(DP_E_UNSUPPORTED,
+                    "%s: this build has CUDA but no NCCL (install NCCL beside "
+                    "the CUDA toolkit and rebuild; or use --allreduce mpi)",
                     fn);
 }
 extern "C" dp_status dp_nccl_create_cuda(dp_cuda_ctx *ctx, const void *mpi_comm,
@@ -107,8 +107,8 @@ extern "C" dp_status dp_nccl_reduce_scatter_cuda(dp_cuda_comm *c, const float *s
                                                  float *recv_dev, size_t count) {
     return no_nccl(__func__);
 }
-extern "C" dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev,
-                                            float *recv_dev, size_t count) {
+extern "C" dp_status dp_nccl_allgather_cuda(dp_cuda_comm *c, const float *send_dev, float *recv_dev,
+                                            size_t count) {
     return no_nccl(__func__);
 }
 #endif

@@ -45,7 +45,8 @@ __global__ void keystream_kernel(struct words8 key, int ietf, uint64_t counter, 
         else
             dp_chacha20_block(key.w, (uint32_t)(counter + b), (uint32_t)((counter + b) >> 32), n0,
                               n1, w);
-        for (int i = 0; i < 16; i++) out[b * 16 + i] = w[i];
+        for (int i = 0; i < 16; i++)
+            out[b * 16 + i] = w[i];
     }
 }
 
@@ -87,22 +88,21 @@ static dp_status noise_check(const char *fn, const dp_key *key, size_t offset, s
 }
 
 extern "C" dp_status dp_noise_add_dev_cuda(dp_cuda_ctx *ctx, const dp_key *key, uint64_t step,
-                                           uint64_t stream, size_t offset, float *out_dev,
-                                           size_t n, double std) {
+                                           uint64_t stream, size_t offset, float *out_dev, size_t n,
+                                           double std) {
     if (n == 0) return DP_OK;
     DP_CU_TRY(noise_check("dp_noise_add_dev_cuda", key, offset, n, std));
     struct words8 sk;
     DP_CU_TRY(dp_cu_noise_subkey(key, step, stream, sk.w));
     size_t nblk = (offset + n - 1) / 2 + 1 - offset / 2;
     noise_kernel<<<dp_cu_blocks(nblk, 256, ctx->n_sm), 256, 0, ctx->stream>>>(sk, offset, n,
-                                                                               out_dev, NULL, std);
+                                                                              out_dev, NULL, std);
     DP_CUDA_LAUNCHED("noise");
     return DP_OK;
 }
 
 extern "C" dp_status dp_noise_draw_f64_cuda(dp_cuda_ctx *ctx, const dp_key *key, uint64_t step,
-                                            uint64_t stream, size_t offset, double *out,
-                                            size_t n) {
+                                            uint64_t stream, size_t offset, double *out, size_t n) {
     if (n == 0) return DP_OK;
     DP_CU_TRY(noise_check("dp_noise_draw_f64_cuda", key, offset, n, 1.0));
     double *dev = NULL;
@@ -111,7 +111,7 @@ extern "C" dp_status dp_noise_draw_f64_cuda(dp_cuda_ctx *ctx, const dp_key *key,
     DP_CU_TRY(dp_cu_noise_subkey(key, step, stream, sk.w));
     size_t nblk = (offset + n - 1) / 2 + 1 - offset / 2;
     noise_kernel<<<dp_cu_blocks(nblk, 256, ctx->n_sm), 256, 0, ctx->stream>>>(sk, offset, n, NULL,
-                                                                               dev, 1.0);
+                                                                              dev, 1.0);
     cudaError_t e = cudaGetLastError();
     dp_status s = e == cudaSuccess ? dp_cuda_to_host(ctx, out, dev, n * sizeof(double))
                                    : dp_error(DP_E_CUDA, "%s:%d: noise kernel: %s", __FILE__,
@@ -120,11 +120,12 @@ extern "C" dp_status dp_noise_draw_f64_cuda(dp_cuda_ctx *ctx, const dp_key *key,
     return s;
 }
 
-extern "C" dp_status dp_chacha20_cuda(dp_cuda_ctx *ctx, const uint8_t key[32],
-                                      const uint8_t *nonce, size_t nonce_len, uint64_t counter,
-                                      uint8_t *out, size_t nbytes) {
+extern "C" dp_status dp_chacha20_cuda(dp_cuda_ctx *ctx, const uint8_t key[32], const uint8_t *nonce,
+                                      size_t nonce_len, uint64_t counter, uint8_t *out,
+                                      size_t nbytes) {
     if (nonce_len != 8 && nonce_len != 12)
-        return dp_error(DP_E_USAGE, "dp_chacha20_cuda: expected a nonce of 8 or 12 bytes, found %zu",
+        return dp_error(DP_E_USAGE,
+                        "dp_chacha20_cuda: expected a nonce of 8 or 12 bytes, found %zu",
                         nonce_len);
     if (nbytes == 0) return DP_OK;
     struct words8 k;
@@ -132,7 +133,8 @@ extern "C" dp_status dp_chacha20_cuda(dp_cuda_ctx *ctx, const uint8_t key[32],
         k.w[i] = (uint32_t)key[4 * i] | (uint32_t)key[4 * i + 1] << 8 |
                  (uint32_t)key[4 * i + 2] << 16 | (uint32_t)key[4 * i + 3] << 24;
     uint32_t nw[3] = {0, 0, 0};
-    for (size_t i = 0; i < nonce_len; i++) nw[i / 4] |= (uint32_t)nonce[i] << (8 * (i % 4));
+    for (size_t i = 0; i < nonce_len; i++)
+        nw[i / 4] |= (uint32_t)nonce[i] << (8 * (i % 4));
     size_t nblk = (nbytes + 63) / 64;
     uint32_t *dev = NULL;
     DP_CU_TRY(dp_cuda_alloc(ctx, nblk * 64, (void **)&dev));
@@ -149,7 +151,8 @@ extern "C" dp_status dp_chacha20_cuda(dp_cuda_ctx *ctx, const uint8_t key[32],
     else
         s = dp_cuda_to_host(ctx, host, dev, nblk * 64);
     if (s == DP_OK)
-        for (size_t i = 0; i < nbytes; i++) out[i] = (uint8_t)(host[i / 4] >> (8 * (i % 4)));
+        for (size_t i = 0; i < nbytes; i++)
+            out[i] = (uint8_t)(host[i / 4] >> (8 * (i % 4)));
     dp_free(host);
     cudaFree(dev);
     return s;

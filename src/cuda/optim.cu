@@ -24,12 +24,12 @@ struct dp_cuda_optim {
 /* Per-step scalars, as optim.c derives them. */
 struct opt_scalars {
     int kind;
-    float lr;       /* SGD, momentum */
-    float mu;       /* momentum */
-    float step;     /* Adam: lr / (1 - b1^t) */
-    float inv_c2;   /* Adam: 1 / sqrt(1 - b2^t) */
+    float lr;     /* SGD, momentum */
+    float mu;     /* momentum */
+    float step;   /* Adam: lr / (1 - b1^t) */
+    float inv_c2; /* Adam: 1 / sqrt(1 - b2^t) */
     float b1, b2, c1, c2, eps;
-    float g_scale;  /* applied to g first (1 / expected batch) */
+    float g_scale; /* applied to g first (1 / expected batch) */
 };
 
 struct noise_args {
@@ -164,9 +164,9 @@ extern "C" dp_status dp_optim_step_dev_cuda(dp_cuda_optim *o, float *p_dev, floa
 }
 
 extern "C" dp_status dp_optim_noisy_step_dev_cuda(dp_cuda_optim *o, float *p_dev, float *g_dev,
-                                                  const dp_key *key, uint64_t step,
-                                                  uint64_t stream, size_t offset,
-                                                  double noise_std, float g_scale, double lr) {
+                                                  const dp_key *key, uint64_t step, uint64_t stream,
+                                                  size_t offset, double noise_std, float g_scale,
+                                                  double lr) {
     if (!(noise_std >= 0.0) || !isfinite(noise_std))
         return dp_error(DP_E_RANGE, "cuda: noisy step: expected a finite noise std >= 0, found %g",
                         noise_std);

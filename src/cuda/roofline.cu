@@ -20,7 +20,7 @@ static int cmp_float(const void *a, const void *b) {
 
 /* Median over `reps` (<= 16) timed runs of the statement(s) given (ms each),
  * after one warm-up run. */
-#define TIMED(reps, result_ms, ...)                                                               \
+#define TIMED(reps, result_ms, ...)                                                                \
     do {                                                                                           \
         float ms_[16];                                                                             \
         __VA_ARGS__;                                                                               \
@@ -35,8 +35,8 @@ static int cmp_float(const void *a, const void *b) {
         (result_ms) = ms_[(reps) / 2];                                                             \
     } while (0)
 
-static dp_status measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings *out,
-                         float *buf, cudaEvent_t e0, cudaEvent_t e1) {
+static dp_status measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings *out, float *buf,
+                         cudaEvent_t e0, cudaEvent_t e1) {
     cudaStream_t st = ctx->stream;
     cublasHandle_t h = ctx->blas;
     const float one = 1.0f, zero = 0.0f;
@@ -44,8 +44,9 @@ static dp_status measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings
     const int N = 8192;
     float *A = buf, *B = A + (size_t)N * N, *C = B + (size_t)N * N;
     float ms = 0;
-    TIMED(5, ms, DP_CUBLAS_TRY(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A, N, B, N,
-                                           &zero, C, N)));
+    TIMED(5, ms,
+          DP_CUBLAS_TRY(
+              cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A, N, B, N, &zero, C, N)));
     out->sgemm_flops = 2.0 * N * (double)N * N / (ms * 1e-3);
     /* bandwidth: copy A (256 MiB) over C */
     size_t bytes = (size_t)N * N * sizeof(float);
@@ -60,7 +61,8 @@ static dp_status measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings
     cudaGraph_t g = NULL;
     cudaGraphExec_t ge = NULL;
     DP_CUDA_TRY(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < 100; i++) empty_kernel<<<1, 32, 0, st>>>(NULL);
+    for (int i = 0; i < 100; i++)
+        empty_kernel<<<1, 32, 0, st>>>(NULL);
     DP_CUDA_TRY(cudaStreamEndCapture(st, &g));
     cudaError_t e = cudaGraphInstantiate(&ge, g, 0);
     cudaGraphDestroy(g);
@@ -71,8 +73,9 @@ static dp_status measure(dp_cuda_ctx *ctx, int m, int n, int k, dp_cuda_ceilings
     DP_CUDA_TRY(e);
     out->graph_node_s = ms * 1e-3 / 2000.0;
     /* the step's own shape: C [m, n] = A [m, k] B [k, n], 200 in a row */
-    TIMED(5, ms, for (int i = 0; i < 200; i++) DP_CUBLAS_TRY(cublasSgemm(
-                     h, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, B, n, A, k, &zero, C, n)));
+    TIMED(5, ms,
+          for (int i = 0; i < 200; i++) DP_CUBLAS_TRY(
+              cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, B, n, A, k, &zero, C, n)));
     out->small_gemm_s = ms * 1e-3 / 200.0;
     return DP_OK;
 }

@@ -66,17 +66,22 @@ static double rel_err_f(const float *a, const float *b, size_t n) {
 }
 
 static void fill_normal(float *x, size_t n, double scale) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * tu_normal(&rng));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(scale * tu_normal(&rng));
 }
 
-static size_t rand_below(size_t n) { return (size_t)(tu_uniform(&rng) * (double)n); }
+static size_t rand_below(size_t n) {
+    return (size_t)(tu_uniform(&rng) * (double)n);
+}
 
 /* ---------------------------------------------------------------- keystream */
 
 static void check_keystream(dp_cuda_ctx *ctx) {
     uint8_t key[32], nonce[12];
-    for (int i = 0; i < 32; i++) key[i] = (uint8_t)tu_next(&rng);
-    for (int i = 0; i < 12; i++) nonce[i] = (uint8_t)tu_next(&rng);
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t)tu_next(&rng);
+    for (int i = 0; i < 12; i++)
+        nonce[i] = (uint8_t)tu_next(&rng);
     /* lengths that end inside a block; counters that carry into word 13 */
     const size_t lens[] = {1, 64, 100, 4096 + 7, 1 << 16};
     const uint64_t ctrs[] = {0, 1, 0xfffffffeull, 0x123456789ull};
@@ -97,8 +102,10 @@ static void check_keystream(dp_cuda_ctx *ctx) {
             if (memcmp(ref, got, n)) bad_ietf++;
         }
     }
-    CHECK(bad_orig == 0, "chacha20 (original, 64-bit counter): %d of 20 streams differ from "
-                         "libsodium's", bad_orig);
+    CHECK(bad_orig == 0,
+          "chacha20 (original, 64-bit counter): %d of 20 streams differ from "
+          "libsodium's",
+          bad_orig);
     CHECK(bad_ietf == 0, "chacha20 (IETF): %d streams differ from libsodium's", bad_ietf);
     printf("keystream: device ChaCha20 equals libsodium's (original and IETF variants)%s\n",
            bad_orig || bad_ietf ? ": NO" : "");
@@ -127,14 +134,17 @@ static void check_noise(dp_cuda_ctx *ctx) {
         mean += got[i];
     }
     mean /= (double)n;
-    for (size_t i = 0; i < n; i++) var += (got[i] - mean) * (got[i] - mean);
+    for (size_t i = 0; i < n; i++)
+        var += (got[i] - mean) * (got[i] - mean);
     var /= (double)(n - 1);
     /* The CPU's log/sin/cos are glibc's vector versions (<= 4 ulp), the GPU's
      * CUDA's (<= 2 ulp): equal draws up to a few ulps of z, never more. */
     CHECK(maxd <= 1e-13, "noise f64: max |gpu - cpu| = %.3g over %zu draws (> 1e-13)", maxd, n);
     printf("noise f64: %zu draws, max |gpu - cpu| = %.3g, bit-identical %.4f%%, mean %.4f, var "
-           "%.4f\n", n, maxd, 100.0 * (double)same / (double)n, mean, var);
-    if (!quick) CHECK(fabs(mean) < 0.02 && fabs(var - 1.0) < 0.02, "noise moments %g %g", mean, var);
+           "%.4f\n",
+           n, maxd, 100.0 * (double)same / (double)n, mean, var);
+    if (!quick)
+        CHECK(fabs(mean) < 0.02 && fabs(var - 1.0) < 0.02, "noise moments %g %g", mean, var);
 
     /* float add path: out += std z */
     float *base = malloc(n * sizeof *base), *cpu = malloc(n * sizeof *cpu),
@@ -149,7 +159,8 @@ static void check_noise(dp_cuda_ctx *ctx) {
     OK(dp_noise_add_dev_cuda(ctx, &key, step, stream, offset, dev, n, std));
     OK(dp_cuda_to_host(ctx, gpu, dev, n * sizeof(float)));
     size_t fsame = 0;
-    for (size_t i = 0; i < n; i++) fsame += gpu[i] == cpu[i];
+    for (size_t i = 0; i < n; i++)
+        fsame += gpu[i] == cpu[i];
     double re = rel_err_f(gpu, cpu, n);
     CHECK(re < 1e-6, "noise add f32: relative error %.3g", re);
     printf("noise add f32: rel err %.3g, bit-identical %.4f%%\n", re,
@@ -174,7 +185,8 @@ static void make_cfg(const netcase *nc, dp_mlp_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n_in = nc->d;
     cfg->n_hidden = nc->n_hidden;
-    for (int i = 0; i < nc->n_hidden; i++) cfg->hidden[i] = nc->hidden[i];
+    for (int i = 0; i < nc->n_hidden; i++)
+        cfg->hidden[i] = nc->hidden[i];
     cfg->n_classes = nc->k;
     cfg->activation = nc->act;
 }
@@ -203,12 +215,15 @@ static void check_grad_case(dp_cuda_ctx *ctx, const netcase *nc, size_t n, size_
           *g_gpu = malloc(P * sizeof(float));
     int32_t *y = malloc(n * sizeof *y);
     fill_normal(X, n * nc->d, 1.5);
-    for (size_t i = 0; i < n; i++) y[i] = (int32_t)rand_below((size_t)nc->k);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)rand_below((size_t)nc->k);
     size_t n_bad = n >= 50 ? 3 : 0;
-    for (size_t b = 0; b < n_bad; b++) X[rand_below(n) * nc->d + rand_below(nc->d)] =
-        b == 0 ? NAN : (b == 1 ? INFINITY : -INFINITY);
+    for (size_t b = 0; b < n_bad; b++)
+        X[rand_below(n) * nc->d + rand_below(nc->d)] =
+            b == 0 ? NAN : (b == 1 ? INFINITY : -INFINITY);
     float cw[8];
-    for (int c = 0; c < nc->k; c++) cw[c] = (float)(0.5 + tu_uniform(&rng));
+    for (int c = 0; c < nc->k; c++)
+        cw[c] = (float)(0.5 + tu_uniform(&rng));
     for (int mode = DP_CLIP_NONE; mode <= DP_CLIP_PER_LAYER; mode++) {
         for (int use_cw = 0; use_cw < 2; use_cw++) {
             dp_clip_config clip;
@@ -216,7 +231,8 @@ static void check_grad_case(dp_cuda_ctx *ctx, const netcase *nc, size_t n, size_
             clip.mode = (dp_clip_mode)mode;
             /* bounds that clip some examples and not others */
             clip.max_grad_norm = 0.3 + tu_uniform(&rng);
-            for (int l = 0; l < DP_MLP_MAX_LAYERS; l++) clip.layer_norms[l] = 0.1 + tu_uniform(&rng);
+            for (int l = 0; l < DP_MLP_MAX_LAYERS; l++)
+                clip.layer_norms[l] = 0.1 + tu_uniform(&rng);
             dp_grad_stats sc, sg;
             memset(&sc, 0, sizeof sc);
             memset(&sg, 0, sizeof sg);
@@ -229,10 +245,9 @@ static void check_grad_case(dp_cuda_ctx *ctx, const netcase *nc, size_t n, size_
             double re = rel_err_f(g_gpu, g_cpu, P);
             double lre = fabs(sg.loss_sum - sc.loss_sum) / (fabs(sc.loss_sum) + 1e-30);
             long dcl = (long)sg.n_clipped - (long)sc.n_clipped;
-            CHECK(re < 1e-5,
-                  "grad d=%zu L=%d k=%d %s n=%zu micro=%zu clip=%s cw=%d: rel err %.3g", nc->d,
-                  nc->n_hidden + 1, nc->k, nc->act == DP_ACT_RELU ? "relu" : "tanh", n, max_micro,
-                  mode_name(clip.mode), use_cw, re);
+            CHECK(re < 1e-5, "grad d=%zu L=%d k=%d %s n=%zu micro=%zu clip=%s cw=%d: rel err %.3g",
+                  nc->d, nc->n_hidden + 1, nc->k, nc->act == DP_ACT_RELU ? "relu" : "tanh", n,
+                  max_micro, mode_name(clip.mode), use_cw, re);
             CHECK(sg.n_nonfinite == sc.n_nonfinite, "non-finite rows: gpu %zu, cpu %zu",
                   sg.n_nonfinite, sc.n_nonfinite);
             CHECK(labs(dcl) <= 1, "clipped rows: gpu %zu, cpu %zu", sg.n_clipped, sc.n_clipped);
@@ -268,12 +283,12 @@ static void check_grads(dp_cuda_ctx *ctx) {
     const netcase cases[] = {
         {37, 2, {64, 64, 0}, 2, DP_ACT_RELU},
         {300, 2, {64, 64, 0}, 2, DP_ACT_TANH},
-        {5, 0, {0, 0, 0}, 3, DP_ACT_RELU},     /* logistic regression: one layer */
+        {5, 0, {0, 0, 0}, 3, DP_ACT_RELU},      /* logistic regression: one layer */
         {50, 3, {17, 100, 33}, 7, DP_ACT_TANH}, /* widths that are not multiples of 32 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         size_t n = quick ? 150 : 2500;
-        check_grad_case(ctx, &cases[c], n, quick ? 64 : 1024); /* several micro-batches */
+        check_grad_case(ctx, &cases[c], n, quick ? 64 : 1024);        /* several micro-batches */
         if (!quick && c == 0) check_grad_case(ctx, &cases[c], 1, 16); /* one example */
     }
 }
@@ -290,7 +305,8 @@ static void check_batch(dp_cuda_ctx *ctx) {
     float *X = malloc(N * nc.d * sizeof *X);
     int32_t *y = malloc(N * sizeof *y);
     fill_normal(X, N * nc.d, 1.0);
-    for (size_t i = 0; i < N; i++) y[i] = (int32_t)rand_below(2);
+    for (size_t i = 0; i < N; i++)
+        y[i] = (int32_t)rand_below(2);
     dp_mlp *cpu = NULL;
     OK(dp_mlp_create(&cfg, 256, &cpu));
     dp_mlp_init(cpu, tu_next(&rng));
@@ -385,9 +401,11 @@ static void check_optim(dp_cuda_ctx *ctx) {
                 if (noisy) {
                     memset(nb, 0, n * 4);
                     OK(dp_noise_add(&key, t, 0, 0, nb, n, std));
-                    for (size_t i = 0; i < n; i++) g[i] += nb[i];
+                    for (size_t i = 0; i < n; i++)
+                        g[i] += nb[i];
                 }
-                for (size_t i = 0; i < n; i++) g[i] *= scale;
+                for (size_t i = 0; i < n; i++)
+                    g[i] *= scale;
                 double lr = 0.05 * (double)(t + 1);
                 optim_step(&co, p, g, lr);
                 if (noisy)
@@ -402,7 +420,8 @@ static void check_optim(dp_cuda_ctx *ctx) {
             /* the gradient is zeroed for the next step */
             OK(dp_cuda_to_host(ctx, g, gd, n * 4));
             size_t nz = 0;
-            for (size_t i = 0; i < n; i++) nz += g[i] != 0.0f;
+            for (size_t i = 0; i < n; i++)
+                nz += g[i] != 0.0f;
             CHECK(nz == 0, "optimizer left %zu nonzero gradient entries", nz);
             /* state round trip */
             if (kind != DP_OPT_SGD) {
@@ -448,7 +467,8 @@ static void check_training(dp_cuda_ctx *ctx) {
     fill_normal(wtrue, nc.d, 1.0);
     for (size_t i = 0; i < N; i++) {
         double s = 0;
-        for (size_t j = 0; j < nc.d; j++) s += wtrue[j] * X[i * nc.d + j];
+        for (size_t j = 0; j < nc.d; j++)
+            s += wtrue[j] * X[i * nc.d + j];
         y[i] = s + 0.5 * tu_normal(&rng) > 0;
     }
     dp_key ks, kn;
@@ -494,23 +514,26 @@ static void check_training(dp_cuda_ctx *ctx) {
                 if (noisy) {
                     memset(nbuf, 0, P * 4);
                     OK(dp_noise_add(&kn, t, 0, 0, nbuf, P, std));
-                    for (size_t i = 0; i < P; i++) g[i] += nbuf[i];
+                    for (size_t i = 0; i < P; i++)
+                        g[i] += nbuf[i];
                 }
                 float scale = (float)(1.0 / B);
-                for (size_t i = 0; i < P; i++) g[i] *= scale;
+                for (size_t i = 0; i < P; i++)
+                    g[i] *= scale;
                 optim_step(&co, dp_mlp_params(cpu), g, lr);
                 OK(dp_mlp_batch_grad_cuda(gpu, data, idx, count, &clip, NULL));
                 OK(dp_optim_noisy_step_dev_cuda(go, dp_mlp_params_dev_cuda(gpu),
-                                                dp_mlp_grad_dev_cuda(gpu), &kn, t, 0, 0, std,
-                                                scale, lr));
+                                                dp_mlp_grad_dev_cuda(gpu), &kn, t, 0, 0, std, scale,
+                                                lr));
             }
             OK(dp_mlp_get_params_cuda(gpu, pg));
             double re = rel_err_f(pg, dp_mlp_params(cpu), P);
             CHECK(re < 1e-4, "training run (%s, %s, %zu steps): params rel err %.3g",
                   dp_optimizer_name(kind), noisy ? "noisy" : "noise-free", (size_t)T, re);
             printf("training run: %zu steps of q=%.3g on N=%zu, %-4s %-10s %s: params rel err "
-                   "%.2e\n", (size_t)T, q, N, dp_optimizer_name(kind),
-                   noisy ? "noisy" : "noise-free", noisy ? "graph" : "launches", re);
+                   "%.2e\n",
+                   (size_t)T, q, N, dp_optimizer_name(kind), noisy ? "noisy" : "noise-free",
+                   noisy ? "graph" : "launches", re);
             free(g);
             free(nbuf);
             free(pg);
@@ -567,8 +590,10 @@ static void check_nccl(dp_cuda_ctx *ctx) {
 int main(int argc, char **argv) {
     int nccl = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--nccl")) nccl = 1;
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--nccl"))
+            nccl = 1;
         else {
             fprintf(stderr, "usage: check_cuda [--quick] [--nccl]\n");
             return 2;
