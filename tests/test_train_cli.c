@@ -279,3 +279,61 @@ Test(train_cli, report_is_one_self_contained_html_page) {
     refused("not a run", "privacy.json", "report '%s' -o '%s/x.html'", ds, tmp);
     free(run), free(html);
 }
+
+/* synth -> prep -> train -> predict on a small PUMS-like file. */
+Test(train_cli, predict_writes_one_row_per_record_and_refuses_other_schemas) {
+    char *csv = in(tmp, "p.csv"), *pds = in(tmp, "pds"), *run = in(tmp, "prun"),
+         *pred = in(tmp, "pred.csv"), *err = NULL, *out = NULL;
+    cr_assert_eq(tu_run(NULL, &err, "synth --rows 3000 --seed 9 -o '%s'", csv), 0, "%s", err);
+    free(err);
+    cr_assert_eq(tu_run(NULL, &err, "prep '%s' -o '%s'", csv, pds), 0, "%s", err);
+    free(err);
+    cr_assert_eq(tu_run(NULL, &err, "train '%s' -o '%s' --no-dp --epochs 1 --batch-size 100 "
+                                    "--quiet --seed 1", pds, run), 0, "%s", err);
+    free(err);
+    cr_assert_eq(tu_run(NULL, &err, "predict '%s' '%s' -o '%s'", run, csv, pred), 0, "%s", err);
+    free(err);
+    /* records of the input: lines after the header (synth writes no blank lines) */
+    char *input = tu_read_file(csv, NULL), *text = tu_read_file(pred, NULL);
+    size_t records = 0, rows = 0, valid = 0;
+    for (char *c = input; *c; c++) records += *c == '\n';
+    records -= 1;
+    char *save, *l = strtok_r(text, "\n", &save);
+    cr_assert_str_eq(l, "record,line,valid,reason,prob_0,prob_1,prediction");
+    while ((l = strtok_r(NULL, "\n", &save))) {
+        char *f[8], *cur = l;
+        int nf = 0;
+        while (nf < 8 && (f[nf] = strsep(&cur, ","))) nf++;
+        cr_assert_eq(nf, 7, "seven fields: %s", l);
+        cr_assert_eq(strtoull(f[0], NULL, 10), ++rows);
+        if (!strcmp(f[2], "1")) {
+            double p0 = strtod(f[4], NULL), p1 = strtod(f[5], NULL);
+            cr_assert_str_empty(f[3]);
+            cr_assert_float_eq(p0 + p1, 1.0, 1e-5);
+            cr_assert_eq(atoi(f[6]), p1 > p0);
+            valid++;
+        } else {
+            cr_assert_str_eq(f[2], "0");
+            cr_assert_gt(strlen(f[3]), 1, "an invalid row says why (record %zu)", rows);
+            cr_assert_str_empty(f[4]);
+        }
+    }
+    cr_assert_eq(rows, records, "one output row per input record");
+    cr_assert_gt(valid, records * 9 / 10);
+    free(input);
+    free(text);
+    /* an existing output is kept */
+    refused("existing predictions", "exists", "predict '%s' /dev/null -o '%s'", run, pred);
+    /* a model of another schema: the fixture's */
+    char *frun = in(tmp, "frun");
+    cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' --no-dp --steps 2 --batch-size 10 --quiet",
+                        ds, frun), 0);
+    char args[9000];
+    snprintf(args, sizeof args, "predict '%s' '%s' -o '%s/x.csv' --dataset '%s'", frun, csv, tmp,
+             pds);
+    int rc = tu_run(&out, &err, "%s", args);
+    cr_assert_eq(rc, 1, "%s", err);
+    cr_assert(strstr(err, "schema") && one_line(err), "%s", err);
+    free(out), free(err);
+    free(csv), free(pds), free(run), free(pred), free(frun);
+}

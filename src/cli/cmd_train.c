@@ -257,14 +257,19 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
                                  "metrics.jsonl: train_loss, batch_size, n_clipped, val_accuracy, "
                                  "val_loss, val_roc_auc (computed on private records)"));
     cJSON_AddItemToArray(np, cJSON_CreateString("progress output: training loss"));
-    /* Statistics prep computed exactly from the data are released in meta.json. */
+    /* What prep released about the data without privacy, in meta.json. */
     cJSON *meta = cJSON_Parse(dp_dataset_meta_json(ds));
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(meta, "stats_source");
-    if (!src) src = cJSON_GetObjectItemCaseSensitive(meta, "stats");
-    if (cJSON_IsString(src) && !strcmp(src->valuestring, "exact"))
+    const cJSON *stats = cJSON_GetObjectItemCaseSensitive(meta, "statistics");
+    const cJSON *note = cJSON_GetObjectItemCaseSensitive(stats, "note");
+    if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(stats, "private")) && cJSON_IsString(note)) {
+        char line[1600];
+        snprintf(line, sizeof line, "dataset meta.json encodings: %s", note->valuestring);
+        cJSON_AddItemToArray(np, cJSON_CreateString(line));
+    }
+    if (cJSON_GetObjectItemCaseSensitive(meta, "report"))
         cJSON_AddItemToArray(np, cJSON_CreateString(
-                                     "dataset meta.json: statistics computed exactly from the "
-                                     "data (prep --stats exact)"));
+                                     "dataset meta.json report and split sizes: exact counts of "
+                                     "the input (keep meta.json with the data)"));
     cJSON_Delete(meta);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
