@@ -238,7 +238,7 @@ Test(poisson, seeded_keys_are_reproducible_and_os_keys_differ) {
     size_t len = 0;
     memcpy(in, "dpsgd key v1", 13), len = 13;
     memcpy(in + len, "noise", 6), len += 6;
-    for (int i = 0; i < 8; i++) in[len++] = (unsigned char)(42 >> (8 * i));
+    for (int i = 0; i < 8; i++) in[len++] = (unsigned char)((uint64_t)42 >> (8 * i));
     crypto_generichash(want, 32, in, len, NULL, 0);
     cr_assert_eq(memcmp(a.bytes, want, 32), 0);
     dp_key o1, o2;
