@@ -30,6 +30,7 @@ static void sum_in_rank_order(float *out, const float *mine, float *scratch, siz
         memcpy(acc, x0, k * sizeof *acc);
         for (int r = 1; r < R; r++) {
             const float *restrict x = r == me ? mine + off : slot(scratch, len, me, r) + off;
+#pragma omp simd
             for (size_t i = 0; i < k; i++)
                 acc[i] += x[i];
         }
