@@ -430,6 +430,79 @@ Test(synth, damage_counts_equal_a_line_by_line_check) {
     free(dir);
 }
 
+/* Damage must not move the other persons: with the same seed, every line of
+ * a damaged file that is not damaged equals the line of the same person in a
+ * file written without damage, the persons come in the same order, and a
+ * duplicate is a byte copy of a line of its household. */
+static void line_key(const char *s, const char *e, char *key, size_t n) {
+    field f[3];
+    split(s, e, f, 3); /* RT, SERIALNO, SPORDER */
+    snprintf(key, n, "%.*s/%.*s", (int)f[1].n, f[1].p, (int)f[2].n, f[2].p);
+}
+
+Test(synth, damage_changes_only_the_damaged_lines) {
+    char *dir = tu_tempdir();
+    dp_synth_config cfg;
+    dp_synth_config_default(&cfg);
+    cfg.seed = tu_seed();
+    cfg.columns = DP_SYNTH_MINIMAL;
+    cfg.rows = 21000;
+    cfg.invalid_rate = 0;
+    cfg.missing_rate = 0;
+    char *pa = write_synth(dir, "a.csv", &cfg, NULL);
+    cfg.rows = 20000;
+    cfg.invalid_rate = 0.05;
+    cfg.missing_rate = 0.05;
+    dp_synth_report rep;
+    char *pb = write_synth(dir, "b.csv", &cfg, &rep);
+    size_t na, nb;
+    char *a = tu_read_file(pa, &na), *b = tu_read_file(pb, &nb);
+    char *ea = a + na, *eb = b + nb, *sa = strchr(a, '\n') + 1, *sb = strchr(b, '\n') + 1;
+    uint64_t same = 0, damaged = 0, dups = 0;
+    const char *hh[64]; /* lines of the current household in b */
+    size_t hl[64];
+    int nhh = 0;
+    while (sb < eb) {
+        char *lb = memchr(sb, '\n', (size_t)(eb - sb)) + 1;
+        cr_assert(sa < ea, "the undamaged file ran out first");
+        char *la = memchr(sa, '\n', (size_t)(ea - sa)) + 1;
+        char kb[32], ka[32];
+        line_key(sb, lb - 1, kb, sizeof kb);
+        line_key(sa, la - 1, ka, sizeof ka);
+        if (strcmp(ka, kb)) {
+            /* not the next person: a copy of a line of this household */
+            int found = 0;
+            for (int k = 0; k < nhh && !found; k++)
+                found = hl[k] == (size_t)(lb - sb) && !memcmp(hh[k], sb, hl[k]);
+            cr_assert(found, "line %s is neither the next person (%s) nor a copy", kb, ka);
+            dups++;
+            sb = lb;
+            continue;
+        }
+        if (nhh == 0 || strncmp(hh[0] + 2, sb + 2, 13)) nhh = 0;
+        if (nhh < 64) {
+            hh[nhh] = sb;
+            hl[nhh++] = (size_t)(lb - sb);
+        }
+        if (lb - sb == la - sa && !memcmp(sa, sb, (size_t)(lb - sb)))
+            same++;
+        else
+            damaged++;
+        sa = la;
+        sb = lb;
+    }
+    cr_assert_eq(dups, rep.duplicate);
+    cr_assert_eq(same, rep.clean, "clean lines equal the undamaged file's");
+    cr_assert_eq(damaged, rep.rows - rep.clean - rep.duplicate);
+    cr_assert_gt(damaged, 0);
+    free(a);
+    free(b);
+    free(pa);
+    free(pb);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* Read `name value` lines of synth_check.py's output. */
 static long long check_value(const char *out, const char *name) {
     size_t n = strlen(name);

@@ -523,10 +523,10 @@ static char *put_field(const synth_plan *pl, int ci, const synth_person *p, int 
 
 /* One person's line; `kind` and `target` say what damage it carries. */
 static char *put_line(const synth_plan *pl, const synth_person *p, int sporder, const char *serial,
-                      synth_rng *r, int kind, int target, char *o) {
+                      synth_rng *r, synth_rng *d, int kind, int target, char *o) {
     int nfields = pl->ncols, extra = 0;
     if (kind == SR_RAGGED) {
-        if (synth_bern(r, 0.5))
+        if (synth_bern(d, 0.5))
             nfields--; /* a field too few */
         else
             extra = 1; /* a field too many */
@@ -536,16 +536,16 @@ static char *put_line(const synth_plan *pl, const synth_person *p, int sporder, 
             /* the injected blank */
         } else if (ci == target && kind == SR_BAD_CODE) {
             const synth_col *c = &pl->cols[ci];
-            o = put_int(o, c->bad_ints[synth_below(r, (uint32_t)c->n_bad_ints)], 0);
+            o = put_int(o, c->bad_ints[synth_below(d, (uint32_t)c->n_bad_ints)], 0);
         } else if (ci == target && kind == SR_BAD_NUMBER) {
-            o = put_str(o, junk[synth_below(r, NJUNK)]);
+            o = put_str(o, junk[synth_below(d, NJUNK)]);
         } else {
             o = put_field(pl, ci, p, sporder, serial, r, o);
         }
         *o++ = ',';
     }
     if (extra) {
-        o = put_int(o, synth_below(r, 10), 0);
+        o = put_int(o, synth_below(d, 10), 0);
         *o++ = ',';
     }
     o[-1] = '\n';
@@ -562,18 +562,23 @@ void synth_emit_household(const synth_plan *pl, const synth_household *hh, char 
     int dup_esr[SYNTH_MAX_PERSONS], ndup = 0;
     for (int k = 0; k < hh->n; k++) {
         const synth_person *p = &hh->p[k];
+        /* field values and damage come from separate streams, so a person's
+         * line is the same whatever the damage rates unless it is damaged */
         synth_rng r = synth_stream(pl->seed, hh->index, 1000 + (uint64_t)k);
+        synth_rng d = synth_stream(pl->seed, hh->index, 2000 + (uint64_t)k);
         int kind = SR_CLEAN, target = -1;
-        if (synth_u(&r) < pl->invalid_rate) {
-            kind = SR_BAD_CODE + (int)synth_below(&r, 4);
+        double u_invalid = synth_u(&d), u_missing = synth_u(&d);
+        if (u_invalid < pl->invalid_rate) {
+            kind = SR_BAD_CODE + (int)synth_below(&d, 4);
             if (kind == SR_BAD_CODE || kind == SR_BAD_NUMBER)
-                target = pl->defect_cols[synth_below(&r, (uint32_t)pl->n_defect_cols)];
-        } else if (synth_u(&r) < pl->missing_rate) {
+                target = pl->defect_cols[synth_below(&d, (uint32_t)pl->n_defect_cols)];
+        } else if (u_missing < pl->missing_rate) {
             kind = SR_MISSING;
-            target = pl->missing_cols[synth_below(&r, (uint32_t)pl->n_missing_cols)];
+            target = pl->missing_cols[synth_below(&d, (uint32_t)pl->n_missing_cols)];
         }
         char *start = o;
-        o = put_line(pl, p, k + 1, serial, &r, kind == SR_DUPLICATE ? SR_CLEAN : kind, target, o);
+        o = put_line(pl, p, k + 1, serial, &r, &d, kind == SR_DUPLICATE ? SR_CLEAN : kind, target,
+                     o);
         int esr = p->v[S_ESR] == SYNTH_BLANK ? 0 : p->v[S_ESR];
         if (kind == SR_DUPLICATE) {
             dup_start[ndup] = (size_t)(start - buf);
