@@ -1,0 +1,177 @@
+#!/bin/sh
+# gpu.sh: the CUDA backend's whole check on a machine with an NVIDIA GPU, in
+# one call (issue 5): build (cmake -S . -B build-gpu), the GPU checks
+# (tests/gpu/check_cuda: every kernel against the CPU code, the keystream
+# against libsodium, the noise against dp_noise_draw_f64, a training run
+# against the CPU's), the same checks under compute-sanitizer memcheck
+# (--quick sizes), and the GPU benchmark (bench/gpu_train: 1M rows, batch
+# 1024 and 16384, DP vs no-DP, phases, floor). Logs and JSON go to $OUT when
+# set (the device tool's folder), else build-gpu-out; a summary is
+# printed last. Budget: about 8 minutes on one H100 at worst (build ~1-2,
+# each stage under its own timeout: checks 150 s, memcheck 180 s, benchmark
+# 150 s; expected well under those).
+#
+#   sh bench/gpu.sh                 from the repository root, on the GPU machine
+#
+# If the machine lacks libraries dpsgd links (libsodium, OpenBLAS, cJSON,
+# libzip, Open MPI, pkg-config) and the plain configure fails, the .deb files
+# that `sh bench/gpu_deps.sh` downloaded beforehand (on a machine with apt)
+# into .gpudeps/debs are unpacked into .gpudeps/root and used from there;
+# nothing is installed system-wide. Carry .gpudeps with the call.
+# Exit status: 0 all green; 77 no GPU; otherwise the first failing stage's.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+B=${DP_GPU_BUILD:-build-gpu}
+O=${OUT:-$B-out}
+mkdir -p "$O"
+T0=$(date +%s)
+stamp() { echo "[gpu.sh +$(($(date +%s) - T0))s] $*"; }
+JOBS=$(nproc 2>/dev/null || echo 8)
+export PATH="$PATH:/usr/local/cuda/bin"
+
+stamp "device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
+    >"$O/device.txt" 2>&1
+cat "$O/device.txt"
+command -v nvcc >/dev/null && nvcc --version | tail -2
+
+# ---- dependencies from .gpudeps (only when the plain configure fails) ----
+EXTRA=""
+RUNLIB=""
+unpack_debs() {
+    R="$ROOT/.gpudeps/root"
+    rm -rf "$R" && mkdir -p "$R"
+    for f in "$ROOT"/.gpudeps/debs/*.deb; do
+        if command -v dpkg >/dev/null; then
+            dpkg -x "$f" "$R" || return 1
+        else
+            # no dpkg: an .deb is an ar archive holding data.tar.*
+            python3 - "$f" "$R" <<'PY' || return 1
+import io, sys, tarfile
+data = open(sys.argv[1], 'rb').read()
+assert data[:8] == b'!<arch>\n'
+pos = 8
+while pos < len(data):
+    name = data[pos:pos + 16].decode().strip().rstrip('/')
+    size = int(data[pos + 48:pos + 58].decode().strip())
+    body = data[pos + 60:pos + 60 + size]
+    if name.startswith('data.tar'):
+        tarfile.open(fileobj=io.BytesIO(body)).extractall(sys.argv[2])
+    pos += 60 + size + (size & 1)
+PY
+        fi
+    done
+    L="$R/usr/lib/x86_64-linux-gnu"
+    # the .pc files name /usr: point them at the prefix
+    for pc in $(find "$R" -name '*.pc'); do sed -i "s#=/usr#=$R/usr#g" "$pc"; done
+    export PKG_CONFIG_PATH="$L/pkgconfig:$L/openblas-pthread/pkgconfig:$R/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    if ! command -v pkg-config >/dev/null; then
+        export PATH="$PATH:$R/usr/bin"
+        export LD_LIBRARY_PATH="$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" # libpkgconf for pkgconf
+    fi
+    RUNLIB="$L:$L/openblas-pthread"
+    EXTRA="-DCMAKE_PREFIX_PATH=$R/usr -DDP_WITH_FFTW=OFF"
+    if ! command -v mpicc >/dev/null; then
+        EXTRA="$EXTRA -DMPI_C_COMPILER=/nonexistent/mpicc -DMPI_C_HEADER_DIR=$L/openmpi/include"
+        EXTRA="$EXTRA -DMPI_C_LIB_NAMES=mpi -DMPI_mpi_LIBRARY=$L/openmpi/lib/libmpi.so"
+    fi
+    # libraries that the linked ones need (libopen-rte, libhwloc, ...)
+    EXTRA="$EXTRA -DCMAKE_EXE_LINKER_FLAGS=-Wl,-rpath-link,$L"
+    EXTRA="$EXTRA -DCMAKE_SHARED_LINKER_FLAGS=-Wl,-rpath-link,$L"
+}
+
+configure() {
+    # shellcheck disable=SC2086
+    cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DDP_NATIVE=OFF $EXTRA
+}
+
+stamp "configure"
+# DP_GPU_FORCE_DEPS=1 skips the plain attempt (to test the .gpudeps path)
+if [ "${DP_GPU_FORCE_DEPS:-0}" = 1 ] || ! configure >"$O/configure.log" 2>&1; then
+    if [ -d .gpudeps/debs ]; then
+        stamp "plain configure failed (see configure.log); using the libraries in .gpudeps"
+        [ -f "$O/configure.log" ] && mv "$O/configure.log" "$O/configure-plain.log"
+        if ! unpack_debs >"$O/unpack.log" 2>&1; then
+            cat "$O/unpack.log"
+            echo "gpu.sh: FAIL: cannot unpack .gpudeps/debs"
+            exit 3
+        fi
+        rm -rf "$B"
+        if ! configure >"$O/configure.log" 2>&1; then
+            tail -30 "$O/configure.log"
+            echo "gpu.sh: FAIL: configure failed even with .gpudeps"
+            exit 3
+        fi
+    else
+        tail -30 "$O/configure.log"
+        echo "gpu.sh: FAIL: configure failed; missing libraries? run 'sh bench/gpu_deps.sh' on a"
+        echo "machine with apt and carry .gpudeps with this call"
+        exit 3
+    fi
+fi
+grep 'dpsgd: \[' "$O/configure.log"
+if ! grep -q 'dpsgd: \[x\] CUDA' "$O/configure.log"; then
+    echo "gpu.sh: FAIL: CMake did not find the CUDA toolkit (nvcc)"
+    exit 3
+fi
+
+stamp "build"
+if ! cmake --build "$B" -j "$JOBS" --target check_cuda bench_gpu_train >"$O/build.log" 2>&1; then
+    grep -E 'error|Error' "$O/build.log" | head -30
+    echo "gpu.sh: FAIL: build"
+    exit 4
+fi
+grep -c 'warning' "$O/build.log" | xargs printf 'build: %s warning lines (build.log)\n'
+
+run() { # run a built program with the unpacked libraries, if any, on its path
+    if [ -n "$RUNLIB" ]; then
+        LD_LIBRARY_PATH="$RUNLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+    else
+        "$@"
+    fi
+}
+
+# ---- checks ----
+stamp "check_cuda"
+NCCL=""
+[ -z "$RUNLIB" ] && command -v mpirun >/dev/null && NCCL="--nccl" # MPI_Init needs a real MPI
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+run timeout 150 "$B/tests/gpu/check_cuda" $NCCL >"$O/check_cuda.log" 2>&1
+CHECK=$?
+cat "$O/check_cuda.log"
+if [ $CHECK -eq 77 ]; then
+    echo "gpu.sh: SKIP: no CUDA device here"
+    exit 77
+fi
+
+stamp "compute-sanitizer memcheck (check_cuda --quick)"
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+MEM=127
+if [ -n "$CS" ]; then
+    run timeout 180 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 \
+        "$B/tests/gpu/check_cuda" --quick >"$O/memcheck.log" 2>&1
+    MEM=$?
+    tail -15 "$O/memcheck.log"
+else
+    echo "compute-sanitizer not found"
+fi
+
+stamp "gpu_train benchmark"
+run timeout 150 "$B/bench/gpu_train" --json-file "$O/gpu_train.json" >"$O/gpu_train.txt" 2>&1
+BENCH=$?
+
+stamp "done"
+echo
+echo "================ summary ================"
+head -1 "$O/check_cuda.log"
+grep -E '^(FAIL|check_cuda:)' "$O/check_cuda.log"
+printf 'check_cuda:  exit %s\n' "$CHECK"
+printf 'memcheck:    exit %s (%s)\n' "$MEM" \
+    "$(grep -E 'ERROR SUMMARY' "$O/memcheck.log" 2>/dev/null | tail -1)"
+printf 'gpu_train:   exit %s\n' "$BENCH"
+cat "$O/gpu_train.txt"
+[ $CHECK -ne 0 ] && exit $CHECK
+[ $MEM -ne 0 ] && exit 5
+[ $BENCH -ne 0 ] && exit 6
+exit 0
