@@ -26,11 +26,12 @@
 #include "dpsgd/dpsgd.h"
 #include "dpsgd/train.h"
 
-static double now(void) {
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
 
 static void die(const char *what, dp_status st) {
     fprintf(stderr, "bench/train: %s: %s\n", what, st ? dp_last_error() : "failed");
@@ -79,8 +80,13 @@ static char *make_dataset(size_t rows, size_t d) {
     return dir;
 }
 
+/* Wall time is what a user sees; on a shared machine it includes time the
+ * threads were preempted, so CPU time is recorded too: examples per CPU
+ * second of the stepping thread (what one idle core would do, with the noise
+ * thread on another) and the CPU the rest of the process (noise thread,
+ * OpenMP workers) spent per step. */
 typedef struct measure {
-    double ex_per_s, step_us;
+    double ex_per_s, step_us, ex_per_cpu_s, other_cpu_us;
     dp_train_timings t; /* measured steps only */
 } measure;
 
@@ -111,13 +117,15 @@ static measure run(const dp_dataset *ds, double batch, int private_, int noise_a
         if ((st = dp_trainer_step(t, NULL))) die("step", st);
     dp_train_timings t0, t1;
     dp_trainer_timings(t, &t0);
-    double w0 = now();
+    double w0 = now(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), p0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (uint64_t i = 0; i < steps; i++)
         if ((st = dp_trainer_step(t, NULL))) die("step", st);
-    double wall = now() - w0;
+    double wall = now() - w0, cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    double pcpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - p0;
     dp_trainer_timings(t, &t1);
     sub(&t1, &t0);
-    measure m = {(double)t1.examples / wall, 1e6 * wall / (double)steps, t1};
+    measure m = {(double)t1.examples / wall, 1e6 * wall / (double)steps, (double)t1.examples / cpu,
+                 1e6 * (pcpu - cpu) / (double)steps, t1};
     dp_trainer_destroy(t);
     return m;
 }
@@ -228,10 +236,11 @@ int main(int argc, char **argv) {
     if (!json)
         printf("bench/train: %zu rows, MLP D->64->64->2, %d threads (examples/s; phase times in "
                "microseconds per step, DP run)\n\n"
-               "%4s %5s %10s %10s %10s %6s %10s %6s | %6s %6s %6s %6s %6s %6s %6s %6s %6s\n",
+               "%4s %5s %10s %10s %10s %6s %10s %6s | %10s %10s %7s %7s %6s | %6s %6s %6s %6s %6s %6s "
+               "%6s %6s %6s\n",
                rows, nthreads, "D", "batch", "dp", "dp-inline", "no-dp", "dp/nodp", "floor",
-               "x-floor", "sample", "gather", "fwd", "bwd", "norms", "wgrad", "noise", "optim",
-               "step");
+               "x-floor", "dp/cpu-s", "nodp/cpu-s", "cpu-rat", "xfl-cpu", "bg-us", "sample", "gather", "fwd",
+               "bwd", "norms", "wgrad", "noise", "optim", "step");
     for (int i = 0; i < nd; i++) {
         size_t d = (size_t)ds_list[i];
         char *dir = make_dataset(rows, d);
@@ -246,13 +255,15 @@ int main(int argc, char **argv) {
             double fl = floor_us((size_t)bs[j], d, 50);
             double ratio = nodp.ex_per_s / dp.ex_per_s; /* time per example, DP over non-DP */
             double xfloor = dp.step_us / fl;
+            double xfloor_cpu = 1e6 * bs[j] / dp.ex_per_cpu_s / fl; /* CPU time of a step / floor */
             const dp_train_timings *t = &dp.t;
             double k = 1e6 / (double)t->steps;
             if (!json)
-                printf("%4zu %5.0f %10.0f %10.0f %10.0f %6.3f %10.0f %6.2f | %6.1f %6.1f %6.1f %6.1f "
-                       "%6.1f %6.1f %6.1f %6.1f %6.1f\n",
+                printf("%4zu %5.0f %10.0f %10.0f %10.0f %6.3f %10.0f %6.2f | %10.0f %10.0f %7.3f %7.2f %6.1f "
+                       "| %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f\n",
                        d, bs[j], dp.ex_per_s, inl.ex_per_s, nodp.ex_per_s, ratio,
-                       bs[j] / (fl * 1e-6), xfloor, t->sample * k, t->gather * k, t->forward * k,
+                       bs[j] / (fl * 1e-6), xfloor, dp.ex_per_cpu_s, nodp.ex_per_cpu_s,
+                       nodp.ex_per_cpu_s / dp.ex_per_cpu_s, xfloor_cpu, dp.other_cpu_us, t->sample * k, t->gather * k, t->forward * k,
                        t->backward * k, t->norms * k, t->wgrad * k, t->noise * k,
                        t->optimizer * k, dp.step_us);
             cJSON *r = cJSON_CreateObject();
@@ -263,10 +274,15 @@ int main(int argc, char **argv) {
             cJSON_AddNumberToObject(r, "dp_inline_noise_examples_per_s", inl.ex_per_s);
             cJSON_AddNumberToObject(r, "nodp_examples_per_s", nodp.ex_per_s);
             cJSON_AddNumberToObject(r, "dp_over_nodp_time", ratio);
+            cJSON_AddNumberToObject(r, "dp_examples_per_cpu_s", dp.ex_per_cpu_s);
+            cJSON_AddNumberToObject(r, "nodp_examples_per_cpu_s", nodp.ex_per_cpu_s);
+            cJSON_AddNumberToObject(r, "dp_inline_examples_per_cpu_s", inl.ex_per_cpu_s);
+            cJSON_AddNumberToObject(r, "dp_other_threads_cpu_us_per_step", dp.other_cpu_us);
             cJSON_AddNumberToObject(r, "floor_step_us", fl);
             cJSON_AddNumberToObject(r, "dp_step_us", dp.step_us);
             cJSON_AddNumberToObject(r, "nodp_step_us", nodp.step_us);
             cJSON_AddNumberToObject(r, "dp_step_over_floor", xfloor);
+            cJSON_AddNumberToObject(r, "dp_step_cpu_over_floor", xfloor_cpu);
             cJSON *ph = cJSON_AddObjectToObject(r, "dp_phase_us");
             cJSON_AddNumberToObject(ph, "sample", t->sample * k);
             cJSON_AddNumberToObject(ph, "gather", t->gather * k);
@@ -293,7 +309,11 @@ int main(int argc, char **argv) {
         printf("\ndp/nodp: time per example of DP-SGD over non-private SGD (goal <= 1.10);\n"
                "floor: examples/s of the step's 8 matrix products alone at the full batch;\n"
                "x-floor: DP step time over that floor (goal <= 2); noise: the step's wait for\n"
-               "noise drawn ahead by the noise thread (dp-inline draws it on the step's thread).\n");
+               "noise drawn ahead by the noise thread (dp-inline draws it on the step's thread);\n"
+               "dp/cpu-s, nodp/cpu-s: examples per CPU second of the stepping thread (robust to a\n"
+               "shared machine), cpu-rat their ratio (goal <= 1.10), xfl-cpu the stepping thread's\n"
+               "CPU time per step over the floor (goal <= 2); bg-us: CPU per step of the other threads\n"
+               "(the noise thread, OpenMP workers).\n");
     }
     cJSON_Delete(out);
     return 0;
