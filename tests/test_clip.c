@@ -369,3 +369,33 @@ Test(clip, sensitivity_is_bound_for_flat_and_root_sum_of_squares_per_layer) {
     cr_assert(fabs(dp_clip_sensitivity(&pl, 3) - 13.0) < 1e-12);
     cr_assert(fabs(dp_clip_sensitivity(&pl, 2) - 5.0) < 1e-12);
 }
+
+/* Called from inside the caller's own parallel region (nested parallelism
+ * off: the inner team has one thread), every row must still be counted. */
+Test(clip, call_inside_a_parallel_region_counts_every_row) {
+    uint64_t s = tu_seed();
+    const size_t n = 700, d = 8;
+    float *X = malloc(n * d * sizeof(float));
+    int32_t *y = malloc(n * sizeof(int32_t));
+    data(&s, n, d, 2, 1.0, X, y);
+    omp_set_num_threads(2);
+    dp_mlp *m = make(d, 16, 0, 2, DP_ACT_RELU, 256, tu_next(&s));
+    size_t P = dp_mlp_nparams(m);
+    float *a = calloc(P, sizeof(float)), *b = calloc(P, sizeof(float));
+    dp_clip_config clip = {.mode = DP_CLIP_FLAT, .max_grad_norm = 0.5};
+    dp_grad_stats sa = {0}, sb = {0};
+    cr_assert_eq(dp_mlp_clipped_grad(m, X, y, n, &clip, NULL, a, &sa), DP_OK);
+    dp_status st = DP_OK;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        st = dp_mlp_clipped_grad(m, X, y, n, &clip, NULL, b, &sb);
+    }
+    cr_assert_eq(st, DP_OK);
+    cr_assert(fabs(sa.loss_sum - sb.loss_sum) <= 1e-6 * sa.loss_sum, "loss %g vs %g", sa.loss_sum,
+              sb.loss_sum);
+    cr_assert_eq(sa.n_clipped, sb.n_clipped);
+    for (size_t j = 0; j < P; j++) cr_assert(fabsf(a[j] - b[j]) <= 1e-5f * (1 + fabsf(a[j])));
+    free(a), free(b), free(X), free(y);
+    dp_mlp_destroy(m);
+}

@@ -206,19 +206,21 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
     const size_t P = m->nparams;
     int blas_threads = openblas_get_num_threads();
     if (nt > 1 && blas_threads > 1) openblas_set_num_threads(1);
+    int team = 1; /* the team we get: fewer than nt inside another parallel region */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        const int t = omp_get_thread_num();
-        const size_t lo = n * (size_t)t / (size_t)nt, hi = n * (size_t)(t + 1) / (size_t)nt;
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        if (t == 0) team = T;
+        const size_t lo = n * (size_t)t / (size_t)T, hi = n * (size_t)(t + 1) / (size_t)T;
         float *g = t == 0 ? grad : m->ws[t].grad;
         if (t > 0) memset(g, 0, P * sizeof(float));
         run_rows(m, &m->ws[t], X + lo * m->cfg.n_in, y + lo, hi - lo, clip, class_weight, g,
                  &st[t]);
-        if (nt > 1) {
+        if (T > 1) {
 #pragma omp barrier
             /* sum the private buffers into grad, a slice of coordinates per thread */
-            const size_t j0 = P * (size_t)t / (size_t)nt, j1 = P * (size_t)(t + 1) / (size_t)nt;
-            for (int u = 1; u < nt; u++) {
+            const size_t j0 = P * (size_t)t / (size_t)T, j1 = P * (size_t)(t + 1) / (size_t)T;
+            for (int u = 1; u < T; u++) {
                 const float *restrict src = m->ws[u].grad;
                 float *restrict dst = grad;
                 for (size_t j = j0; j < j1; j++) dst[j] += src[j];
@@ -227,7 +229,7 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
     }
     if (nt > 1 && blas_threads > 1) openblas_set_num_threads(blas_threads);
     if (stats) {
-        for (int t = 0; t < nt; t++) {
+        for (int t = 0; t < team; t++) {
             stats->loss_sum += st[t].loss;
             stats->n_clipped += st[t].n_clipped;
             stats->n_nonfinite += st[t].n_nonfinite;
