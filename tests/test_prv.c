@@ -263,3 +263,24 @@ Test(prv, tighter_error_targets_tighten_the_bounds) {
     cr_assert_eq(dp_account_prv(&ev, 1, 1e-5, -1, 0, &a), DP_E_RANGE);
     cr_assert_eq(dp_account_prv(&ev, 1, 0, 0, 0, &a), DP_E_RANGE);
 }
+
+/* Every mesh gives rigorous bounds, so the intervals of coarse and fine meshes
+ * must intersect. At tiny q one step's loss is a spike narrower than the mesh,
+ * where rounding to the mesh is biased by up to h/2 per step: only the mean
+ * shift keeps a million steps from drifting by ~K h/2 >> eps_error. */
+Test(prv, bounds_from_different_meshes_intersect_at_tiny_q) {
+    const double errs[] = {0.05, 0.01, 0.003};
+    const double qs[] = {1e-5, 1e-3};
+    for (int i = 0; i < 2; i++) {
+        double lo = 0, hi = INFINITY;
+        for (int k = 0; k < 3; k++) {
+            dp_privacy_event ev = {qs[i], 0.8, (uint64_t)(2.0 / qs[i])};
+            dp_prv_result r;
+            cr_assert_eq(dp_account_prv(&ev, 1, 1e-6, errs[k], 0, &r), DP_OK, "%s", dp_last_error());
+            lo = fmax(lo, r.eps_lower);
+            hi = fmin(hi, r.eps_upper);
+            cr_assert(lo <= hi, "q=%g: eps_error %g gives [%.6g, %.6g], disjoint from the others",
+                      qs[i], errs[k], r.eps_lower, r.eps_upper);
+        }
+    }
+}
