@@ -94,7 +94,12 @@ size_t dp_mlp_max_micro_cuda(const dp_cuda_mlp *m);
 /* Upload / download the parameter vector [P] (host, dp_mlp_params layout). */
 dp_status dp_mlp_set_params_cuda(dp_cuda_mlp *m, const float *params);
 dp_status dp_mlp_get_params_cuda(dp_cuda_mlp *m, float *params);
-/* Device pointers to parameters [P] and gradient accumulator [P]. */
+/* Device pointers to parameters [P] and gradient accumulator [P]. The
+ * gradient buffer has DP_CUDA_GRAD_PAD more floats that nothing writes and
+ * stay zero, so that an NCCL reduce-scatter/allgather over R chunks of
+ * ceil(P / R) floats (R <= DP_CUDA_GRAD_PAD + 1) stays inside it; noise must
+ * be added to coordinates below P only. */
+#define DP_CUDA_GRAD_PAD 1024
 float *dp_mlp_params_dev_cuda(dp_cuda_mlp *m);
 float *dp_mlp_grad_dev_cuda(dp_cuda_mlp *m);
 dp_status dp_mlp_zero_grad_cuda(dp_cuda_mlp *m);

@@ -489,7 +489,10 @@ extern "C" dp_status dp_mlp_create_cuda(dp_cuda_ctx *ctx, const dp_mlp_config *c
         }                                                                                          \
     } while (0)
     CK(cudaSetDevice(ctx->device));
-    if ((s = dp_cuda_alloc(ctx, 2 * P * sizeof(float), (void **)&m->params)) != DP_OK) goto fail;
+    /* params [P] | grad [P + DP_CUDA_GRAD_PAD], the padding zero for ever (see dp_cuda.h) */
+    if ((s = dp_cuda_alloc(ctx, (2 * P + DP_CUDA_GRAD_PAD) * sizeof(float), (void **)&m->params)) !=
+        DP_OK)
+        goto fail;
     m->grad = m->params + P;
     if ((s = dp_cuda_alloc(ctx, wsf * sizeof(float), (void **)&m->ws)) != DP_OK) goto fail;
     if ((s = dp_cuda_alloc(ctx, max_micro * sizeof(int32_t), (void **)&m->yb)) != DP_OK) goto fail;
