@@ -34,6 +34,7 @@ typedef struct model {
     double alpha; /* seconds per message */
     double beta;  /* seconds per byte on the wire */
     double gamma; /* seconds per byte reduced (one float add per 4 bytes) */
+    double delay; /* DPSGD_COMM_DELAY_US, in seconds: injected per message of ours */
 } model;
 
 static int R, me;
@@ -92,26 +93,30 @@ static model measure(float *buf, size_t max_bytes) {
     }
     m.gamma = best / (double)(n * sizeof(float));
     MPI_Bcast(&m.gamma, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    const char *d = getenv("DPSGD_COMM_DELAY_US"); /* dp_comm_open has validated it */
+    m.delay = d && *d ? atof(d) * 1e-6 : 0;
     memset(buf, 0, 2 * n * sizeof(float));
     return m;
 }
 
 /* The alpha-beta-gamma cost of each algorithm for n bytes on R ranks, as
  * implemented in src/dist/ (docs/scaling.md derives them). mpi: the cheaper
- * of ring and tree, what an ideally tuned library would pick. */
+ * of ring and tree, what an ideally tuned library would pick. Our three pay
+ * the injected latency DPSGD_COMM_DELAY_US on every message; mpi does not. */
 static double predict(dp_allreduce_algo a, double n, const model *m) {
     int p = 1, lg = 0;
     while (p * 2 <= R)
         p *= 2, lg++;
-    double fold = R > p ? 2 * (m->alpha + n * m->beta) + n * m->gamma : 0;
-    double ring = 2.0 * (R - 1) * m->alpha + 2.0 * (R - 1) / R * n * m->beta +
-                  (double)(R - 1) / R * n * m->gamma;
-    double tree = n < 32768 ? lg * (m->alpha + n * m->beta + n * m->gamma) + fold
-                            : 2.0 * lg * m->alpha + 2.0 * (p - 1) / p * n * m->beta +
-                                  (double)(p - 1) / p * n * m->gamma + fold;
+    double al = a == DP_ALLREDUCE_MPI ? m->alpha : m->alpha + m->delay;
+    double be = m->beta, ga = m->gamma;
+    double fold = R > p ? 2 * (al + n * be) + n * ga : 0;
+    double ring = 2.0 * (R - 1) * al + 2.0 * (R - 1) / R * n * be + (double)(R - 1) / R * n * ga;
+    double tree = n < (double)COMM_TREE_SMALL_BYTES ? lg * (al + n * be + n * ga) + fold
+                                                    : 2.0 * lg * al + 2.0 * (p - 1) / p * n * be +
+                                                          (double)(p - 1) / p * n * ga + fold;
     switch (a) {
     case DP_ALLREDUCE_NAIVE:
-        return (R - 1) * (m->alpha + n * m->beta + n * m->gamma);
+        return (R - 1) * (al + n * be + n * ga);
     case DP_ALLREDUCE_RING:
         return ring;
     case DP_ALLREDUCE_TREE:
@@ -332,9 +337,12 @@ int main(int argc, char **argv) {
 
     if (me == 0 && !json) {
         printf("allreduce: %d ranks%s%s; ping-pong alpha %.2f us, beta %.3f ns/byte (%.2f GB/s), "
-               "reduction gamma %.3f ns/byte\n",
+               "reduction gamma %.3f ns/byte",
                R, *label ? ", " : "", label, m.alpha * 1e6, m.beta * 1e9,
                m.beta > 0 ? 1e-9 / m.beta : 0.0, m.gamma * 1e9);
+        if (m.delay > 0)
+            printf("; injected delay %.1f us per message of naive/ring/tree", m.delay * 1e6);
+        printf("\n");
         printf("%10s  %-6s %11s %11s %9s %11s %8s\n", "bytes", "algo", "median_us", "min_us",
                "busbw_GB/s", "model_us", "vs_mpi");
     }
@@ -403,9 +411,9 @@ int main(int argc, char **argv) {
                         "\"seconds\": %.9g, \"seconds_min\": %.9g, \"bus_gbps\": %.6g, "
                         "\"model_seconds\": %.9g, \"reps\": %d, \"label\": \"%s\", "
                         "\"alpha_s\": %.6g, \"beta_s_per_byte\": %.6g, "
-                        "\"gamma_s_per_byte\": %.6g}",
+                        "\"gamma_s_per_byte\": %.6g, \"delay_s\": %.6g}",
                         first_json ? "" : ",", dp_allreduce_name(algos[a]), R, bytes, med[a], mn[a],
-                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma);
+                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma, m.delay);
                 first_json = 0;
             }
         }
