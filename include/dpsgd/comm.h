@@ -110,7 +110,10 @@ DP_API const char *dp_allreduce_name(dp_allreduce_algo algo);
  * steady-state calls allocate nothing. Environment DPSGD_COMM_DELAY_US=x
  * makes our three algorithms (never mpi) busy-wait x microseconds before
  * every message they send: latency injection for cost-model experiments
- * only, unfair to MPI_Allreduce by construction.
+ * only, unfair to MPI_Allreduce by construction, and meaningful only with no
+ * more ranks than cores (a busy-waiting rank holds a core that an
+ * oversubscribed neighbour needs; docs/scaling.md). Read at dp_comm_open;
+ * DP_E_USAGE there for a value that is not a number in [0, 1e7].
  * DP_E_USAGE (NULL buf with n > 0, unknown algo), DP_E_NOMEM, DP_E_MPI. */
 DP_API dp_status dp_comm_allreduce(dp_comm *comm, float *buf, size_t n, dp_allreduce_algo algo);
 
