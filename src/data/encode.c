@@ -292,17 +292,19 @@ int prep_feature_parse(const prep_feature *f, const prep_na *na, const char *p, 
         int k;
         long long v;
         if (f->dict_type) {
+            /* invalid: "non_numeric" if it is no integer and the column has no
+             * text codes, else "out_of_range" (as docs/prep.md says) */
             int as_int = prep_parse_int(p, len, 0, &v);
-            if (f->width && len > (size_t)f->width) return as_int ? DP_PREP_OUT_OF_RANGE
-                                                                  : DP_PREP_NON_NUMERIC;
-            k = as_int ? find_int(f, v) : find_text(f, p, len);
+            k = f->width && len > (size_t)f->width ? -1
+                : as_int                           ? find_int(f, v)
+                                                   : find_text(f, p, len);
             if (k < 0) {
                 long long w;
-                int numeric_like = as_int || prep_parse_int(p, len, 1, &w);
                 int has_text = 0;
                 for (size_t j = 0; j < f->ncat && !has_text; j++)
                     has_text = !f->cat_is_int[j] && f->cats[j][0];
-                return numeric_like || has_text ? DP_PREP_OUT_OF_RANGE : DP_PREP_NON_NUMERIC;
+                return as_int || has_text || prep_parse_int(p, len, 1, &w) ? DP_PREP_OUT_OF_RANGE
+                                                                            : DP_PREP_NON_NUMERIC;
             }
         } else {
             k = find_text(f, p, len);
