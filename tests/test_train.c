@@ -503,3 +503,37 @@ Test(train, bad_configurations_are_refused) {
     tu_rmrf(dir);
     free(dir);
 }
+
+static size_t n_allocs;
+static void *count_malloc(void *ud, size_t n) {
+    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
+    return malloc(n);
+}
+static void *count_realloc(void *ud, void *p, size_t n) {
+    __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
+    return realloc(p, n);
+}
+static void count_free(void *ud, void *p) { free(p); }
+
+Test(train, steps_allocate_nothing) {
+    uint64_t seed = tu_seed();
+    char *dir = fx_dataset(2000, 8, seed, NULL, NULL);
+    dp_dataset *ds = open_split(dir, "train");
+    dp_train_config c;
+    small_net(&c);
+    c.seed = seed;
+    c.noise_multiplier = 1;
+    c.batch_size = 100;
+    c.optimizer = DP_OPT_ADAM;
+    dp_trainer *t;
+    cr_assert_eq(dp_trainer_create(ds, &c, &t), DP_OK);
+    cr_assert_eq(dp_trainer_step(t, NULL), DP_OK); /* first-touch of lazily sized workspaces */
+    dp_set_allocator(count_malloc, count_realloc, count_free, NULL);
+    for (int s = 0; s < 30; s++) cr_assert_eq(dp_trainer_step(t, NULL), DP_OK);
+    dp_set_allocator(NULL, NULL, NULL, NULL);
+    cr_assert_eq(n_allocs, 0, "%zu allocations in 30 steps", n_allocs);
+    dp_trainer_destroy(t);
+    dp_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
