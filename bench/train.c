@@ -31,7 +31,9 @@ static double clock_s(clockid_t id) {
     clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+static double now(void) {
+    return clock_s(CLOCK_MONOTONIC);
+}
 
 static void die(const char *what, dp_status st) {
     fprintf(stderr, "bench/train: %s: %s\n", what, st ? dp_last_error() : "failed");
@@ -72,9 +74,13 @@ static char *make_dataset(size_t rows, size_t d) {
     free(y);
     snprintf(path, sizeof path, "%s/meta.json", dir);
     FILE *f = fopen(path, "w");
-    fprintf(f, "{\"format\": \"dpsgd-dataset\", \"version\": 1, \"n_features\": %zu, \"n_classes\": 2, "
-               "\"schema_hash\": \"bench\", \"columns\": [", d);
-    for (size_t j = 0; j < d; j++) fprintf(f, "%s\"x%zu\"", j ? ", " : "", j);
+    fprintf(
+        f,
+        "{\"format\": \"dpsgd-dataset\", \"version\": 1, \"n_features\": %zu, \"n_classes\": 2, "
+        "\"schema_hash\": \"bench\", \"columns\": [",
+        d);
+    for (size_t j = 0; j < d; j++)
+        fprintf(f, "%s\"x%zu\"", j ? ", " : "", j);
     fprintf(f, "], \"splits\": {\"train\": {\"rows\": %zu}}}\n", rows);
     fclose(f);
     return dir;
@@ -117,7 +123,8 @@ static measure run(const dp_dataset *ds, double batch, int private_, int noise_a
         if ((st = dp_trainer_step(t, NULL))) die("step", st);
     dp_train_timings t0, t1;
     dp_trainer_timings(t, &t0);
-    double w0 = now(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), p0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    double w0 = now(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID),
+           p0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (uint64_t i = 0; i < steps; i++)
         if ((st = dp_trainer_step(t, NULL))) die("step", st);
     double wall = now() - w0, cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
@@ -139,8 +146,10 @@ static double floor_us(size_t B, size_t D, int reps) {
     float *X = calloc(B * D, 4), *A1 = calloc(B * H, 4), *A2 = calloc(B * H, 4);
     float *Z = calloc(B * K, 4), *D3 = calloc(B * K, 4), *G2 = calloc(B * H, 4);
     float *G1 = calloc(B * H, 4), *W1 = calloc(H * D, 4), *W2 = calloc(H * H, 4);
-    float *W3 = calloc(K * H, 4), *g1 = calloc(H * D, 4), *g2 = calloc(H * H, 4), *g3 = calloc(K * H, 4);
-    for (size_t i = 0; i < B * D; i++) X[i] = (float)(i % 7) * 0.1f;
+    float *W3 = calloc(K * H, 4), *g1 = calloc(H * D, 4), *g2 = calloc(H * H, 4),
+          *g3 = calloc(K * H, 4);
+    for (size_t i = 0; i < B * D; i++)
+        X[i] = (float)(i % 7) * 0.1f;
     double best = INFINITY;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
@@ -191,19 +200,31 @@ int main(int argc, char **argv) {
     double ds_list[8] = {64, 80}, bs[8] = {256, 1024, 4096};
     int nd = 2, nb = 3, json = 0, threads = 0;
     double per_config = 400000; /* examples measured per configuration */
-    static struct option lo[] = {{"rows", 1, 0, 'r'}, {"d", 1, 0, 'd'}, {"batch", 1, 0, 'b'},
-                                 {"steps-examples", 1, 0, 'e'}, {"threads", 1, 0, 't'},
-                                 {"json", 0, 0, 'j'}, {"pums", 1, 0, 'p'}, {"help", 0, 0, 'h'},
-                                 {0, 0, 0, 0}};
+    static struct option lo[] = {
+        {"rows", 1, 0, 'r'},           {"d", 1, 0, 'd'},       {"batch", 1, 0, 'b'},
+        {"steps-examples", 1, 0, 'e'}, {"threads", 1, 0, 't'}, {"json", 0, 0, 'j'},
+        {"pums", 1, 0, 'p'},           {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'r': rows = strtoull(optarg, NULL, 10); break;
-        case 'd': nd = parse_list(optarg, ds_list, 8); break;
-        case 'b': nb = parse_list(optarg, bs, 8); break;
-        case 'e': per_config = strtod(optarg, NULL); break;
-        case 't': threads = atoi(optarg); break;
-        case 'j': json = 1; break;
+        case 'r':
+            rows = strtoull(optarg, NULL, 10);
+            break;
+        case 'd':
+            nd = parse_list(optarg, ds_list, 8);
+            break;
+        case 'b':
+            nb = parse_list(optarg, bs, 8);
+            break;
+        case 'e':
+            per_config = strtod(optarg, NULL);
+            break;
+        case 't':
+            threads = atoi(optarg);
+            break;
+        case 'j':
+            json = 1;
+            break;
         case 'p': {
             size_t w = pums_width(optarg);
             if (!w) die("--pums: cannot read n_features from meta.json", DP_E_IO);
@@ -234,13 +255,14 @@ int main(int argc, char **argv) {
     cJSON_AddStringToObject(out, "network", "D->64->64->2 relu, flat clipping C=1, sigma=1, SGD");
     cJSON *res = cJSON_AddArrayToObject(out, "results");
     if (!json)
-        printf("bench/train: %zu rows, MLP D->64->64->2, %d threads (examples/s; phase times in "
-               "microseconds per step, DP run)\n\n"
-               "%4s %5s %10s %10s %10s %6s %10s %6s | %10s %10s %7s %7s %6s | %6s %6s %6s %6s %6s %6s "
-               "%6s %6s %6s\n",
-               rows, nthreads, "D", "batch", "dp", "dp-inline", "no-dp", "dp/nodp", "floor",
-               "x-floor", "dp/cpu-s", "nodp/cpu-s", "cpu-rat", "xfl-cpu", "bg-us", "sample", "gather", "fwd",
-               "bwd", "norms", "wgrad", "noise", "optim", "step");
+        printf(
+            "bench/train: %zu rows, MLP D->64->64->2, %d threads (examples/s; phase times in "
+            "microseconds per step, DP run)\n\n"
+            "%4s %5s %10s %10s %10s %6s %10s %6s | %10s %10s %7s %7s %6s | %6s %6s %6s %6s %6s %6s "
+            "%6s %6s %6s\n",
+            rows, nthreads, "D", "batch", "dp", "dp-inline", "no-dp", "dp/nodp", "floor", "x-floor",
+            "dp/cpu-s", "nodp/cpu-s", "cpu-rat", "xfl-cpu", "bg-us", "sample", "gather", "fwd",
+            "bwd", "norms", "wgrad", "noise", "optim", "step");
     for (int i = 0; i < nd; i++) {
         size_t d = (size_t)ds_list[i];
         char *dir = make_dataset(rows, d);
@@ -259,13 +281,14 @@ int main(int argc, char **argv) {
             const dp_train_timings *t = &dp.t;
             double k = 1e6 / (double)t->steps;
             if (!json)
-                printf("%4zu %5.0f %10.0f %10.0f %10.0f %6.3f %10.0f %6.2f | %10.0f %10.0f %7.3f %7.2f %6.1f "
+                printf("%4zu %5.0f %10.0f %10.0f %10.0f %6.3f %10.0f %6.2f | %10.0f %10.0f %7.3f "
+                       "%7.2f %6.1f "
                        "| %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f %6.1f\n",
                        d, bs[j], dp.ex_per_s, inl.ex_per_s, nodp.ex_per_s, ratio,
                        bs[j] / (fl * 1e-6), xfloor, dp.ex_per_cpu_s, nodp.ex_per_cpu_s,
-                       nodp.ex_per_cpu_s / dp.ex_per_cpu_s, xfloor_cpu, dp.other_cpu_us, t->sample * k, t->gather * k, t->forward * k,
-                       t->backward * k, t->norms * k, t->wgrad * k, t->noise * k,
-                       t->optimizer * k, dp.step_us);
+                       nodp.ex_per_cpu_s / dp.ex_per_cpu_s, xfloor_cpu, dp.other_cpu_us,
+                       t->sample * k, t->gather * k, t->forward * k, t->backward * k, t->norms * k,
+                       t->wgrad * k, t->noise * k, t->optimizer * k, dp.step_us);
             cJSON *r = cJSON_CreateObject();
             cJSON_AddNumberToObject(r, "d", (double)d);
             cJSON_AddNumberToObject(r, "batch", bs[j]);
@@ -306,14 +329,16 @@ int main(int argc, char **argv) {
         printf("%s\n", s);
         cJSON_free(s);
     } else {
-        printf("\ndp/nodp: time per example of DP-SGD over non-private SGD (goal <= 1.10);\n"
-               "floor: examples/s of the step's 8 matrix products alone at the full batch;\n"
-               "x-floor: DP step time over that floor (goal <= 2); noise: the step's wait for\n"
-               "noise drawn ahead by the noise thread (dp-inline draws it on the step's thread);\n"
-               "dp/cpu-s, nodp/cpu-s: examples per CPU second of the stepping thread (robust to a\n"
-               "shared machine), cpu-rat their ratio (goal <= 1.10), xfl-cpu the stepping thread's\n"
-               "CPU time per step over the floor (goal <= 2); bg-us: CPU per step of the other threads\n"
-               "(the noise thread, OpenMP workers).\n");
+        printf(
+            "\ndp/nodp: time per example of DP-SGD over non-private SGD (goal <= 1.10);\n"
+            "floor: examples/s of the step's 8 matrix products alone at the full batch;\n"
+            "x-floor: DP step time over that floor (goal <= 2); noise: the step's wait for\n"
+            "noise drawn ahead by the noise thread (dp-inline draws it on the step's thread);\n"
+            "dp/cpu-s, nodp/cpu-s: examples per CPU second of the stepping thread (robust to a\n"
+            "shared machine), cpu-rat their ratio (goal <= 1.10), xfl-cpu the stepping thread's\n"
+            "CPU time per step over the floor (goal <= 2); bg-us: CPU per step of the other "
+            "threads\n"
+            "(the noise thread, OpenMP workers).\n");
     }
     cJSON_Delete(out);
     return 0;

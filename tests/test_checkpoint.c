@@ -14,7 +14,9 @@
 #include "testutil.h"
 
 static char *dir;
-static void setup(void) { dir = tu_tempdir(); }
+static void setup(void) {
+    dir = tu_tempdir();
+}
 static void teardown(void) {
     tu_rmrf(dir);
     free(dir);
@@ -27,8 +29,10 @@ static void make(dp_checkpoint *ck, uint64_t *r, size_t np, size_t ns) {
     ck->state = malloc(ns * 4 + 4);
     ck->n_params = np;
     ck->n_state = ns;
-    for (size_t i = 0; i < np; i++) ck->params[i] = (float)tu_normal(r);
-    for (size_t i = 0; i < ns; i++) ck->state[i] = (float)tu_normal(r);
+    for (size_t i = 0; i < np; i++)
+        ck->params[i] = (float)tu_normal(r);
+    for (size_t i = 0; i < ns; i++)
+        ck->state[i] = (float)tu_normal(r);
 }
 
 static void unmake(dp_checkpoint *ck) {
@@ -143,7 +147,8 @@ Test(checkpoint, checksum_mismatch_says_corrupt) {
 
 Test(checkpoint, foreign_and_future_files_are_refused) {
     char *p = path_of("foreign");
-    const char png[] = "\x89PNG\r\n\x1a\n0123456789012345678901234567890123456789012345678901234567";
+    const char png[] =
+        "\x89PNG\r\n\x1a\n0123456789012345678901234567890123456789012345678901234567";
     tu_write_file(p, png, sizeof png);
     expect_refused(p, "not a dpsgd checkpoint");
     tu_write_file(p, "{\"step\": 1}", 11);

@@ -130,8 +130,10 @@ Test(eval, multiclass_macro_averages_one_vs_rest) {
     for (size_t i = 0; i < n; i++) {
         y[i] = (int32_t)(tu_next(&r) % 3);
         double z[3], sum = 0;
-        for (int c = 0; c < k; c++) sum += z[c] = exp(tu_normal(&r) + (c == y[i]));
-        for (int c = 0; c < k; c++) P[i * k + c] = (float)(z[c] / sum);
+        for (int c = 0; c < k; c++)
+            sum += z[c] = exp(tu_normal(&r) + (c == y[i]));
+        for (int c = 0; c < k; c++)
+            P[i * k + c] = (float)(z[c] / sum);
     }
     dp_eval_metrics m;
     cr_assert_eq(dp_eval_compute(P, y, n, k, NULL, &m), DP_OK);
@@ -174,7 +176,8 @@ Test(eval, majority_baseline_has_prevalence_accuracy_and_chance_auc) {
     cr_assert_float_eq(b.pr_auc, 0.3, 1e-12);
     /* the same as evaluating constant probabilities */
     float P[20];
-    for (int i = 0; i < 10; i++) P[2 * i] = 1, P[2 * i + 1] = 0;
+    for (int i = 0; i < 10; i++)
+        P[2 * i] = 1, P[2 * i + 1] = 0;
     dp_eval_metrics c;
     dp_eval_compute(P, y, 10, 2, NULL, &c);
     cr_assert_float_eq(c.roc_auc, b.roc_auc, 1e-12);

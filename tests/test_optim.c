@@ -11,13 +11,14 @@
 #define N 257
 
 static void fill(float *a, size_t n, uint64_t *r, double scale) {
-    for (size_t i = 0; i < n; i++) a[i] = (float)(scale * tu_normal(r));
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(scale * tu_normal(r));
 }
 
 static void close_to(const float *got, const double *want, size_t n, double rel) {
     for (size_t i = 0; i < n; i++)
-        cr_assert(fabs(got[i] - want[i]) <= rel * (fabs(want[i]) + 1e-3), "i=%zu got %.9g want %.9g",
-                  i, got[i], want[i]);
+        cr_assert(fabs(got[i] - want[i]) <= rel * (fabs(want[i]) + 1e-3),
+                  "i=%zu got %.9g want %.9g", i, got[i], want[i]);
 }
 
 Test(optim, sgd_matches_hand_update_in_double) {
@@ -25,13 +26,15 @@ Test(optim, sgd_matches_hand_update_in_double) {
     float p[N], g[N];
     double ref[N];
     fill(p, N, &r, 1);
-    for (int i = 0; i < N; i++) ref[i] = p[i];
+    for (int i = 0; i < N; i++)
+        ref[i] = p[i];
     dp_optim o;
     cr_assert_eq(optim_init(&o, DP_OPT_SGD, N, 0, 0, 0, 0), DP_OK);
     for (int s = 0; s < 4; s++) {
         fill(g, N, &r, 0.5);
         double lr = 0.05 * (s + 1);
-        for (int i = 0; i < N; i++) ref[i] -= lr * g[i];
+        for (int i = 0; i < N; i++)
+            ref[i] -= lr * g[i];
         optim_step(&o, p, g, lr);
     }
     close_to(p, ref, N, 1e-5);
@@ -44,7 +47,8 @@ Test(optim, momentum_matches_pytorch_definition_in_double) {
     float p[N], g[N];
     double ref[N], v[N] = {0};
     fill(p, N, &r, 1);
-    for (int i = 0; i < N; i++) ref[i] = p[i];
+    for (int i = 0; i < N; i++)
+        ref[i] = p[i];
     dp_optim o;
     cr_assert_eq(optim_init(&o, DP_OPT_MOMENTUM, N, 0.9, 0, 0, 0), DP_OK);
     for (int s = 0; s < 6; s++) {
@@ -65,7 +69,8 @@ Test(optim, adam_matches_textbook_bias_corrected_update_in_double) {
     double ref[N], m[N] = {0}, v[N] = {0};
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8, lr = 0.01;
     fill(p, N, &r, 1);
-    for (int i = 0; i < N; i++) ref[i] = p[i];
+    for (int i = 0; i < N; i++)
+        ref[i] = p[i];
     dp_optim o;
     cr_assert_eq(optim_init(&o, DP_OPT_ADAM, N, 0, b1, b2, eps), DP_OK);
     cr_assert_eq(optim_state_len(&o), 2 * N);

@@ -21,8 +21,8 @@ static const char *feats[5] = {"AGEP", "SEX=1", "SEX=2", "SCHL=21", "WKHP"};
 static void setup(void) {
     dir = tu_tempdir();
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    dp_mlp_config c = {.n_in = 5, .n_hidden = 2, .hidden = {7, 3}, .n_classes = 3,
-                       .activation = DP_ACT_TANH};
+    dp_mlp_config c = {
+        .n_in = 5, .n_hidden = 2, .hidden = {7, 3}, .n_classes = 3, .activation = DP_ACT_TANH};
     cr_assert_eq(dp_mlp_create(&c, 16, &m), DP_OK, "%s", dp_last_error());
     uint64_t r = tu_seed();
     dp_mlp_init(m, r);
@@ -51,7 +51,8 @@ static cJSON *python_read(const char *file, int *rc) {
     size_t cap = 1 << 20, n = 0;
     char *buf = malloc(cap);
     size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) n += r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0)
+        n += r;
     buf[n] = '\0';
     int st = pclose(f);
     *rc = WEXITSTATUS(st);
@@ -78,12 +79,13 @@ Test(safetensors, independent_reader_sees_sequential_names_shapes_and_exact_valu
         const cJSON *sh = cJSON_GetObjectItem(x, "shape");
         cr_assert_eq(cJSON_GetArraySize(sh), shapes[i][1] ? 2 : 1);
         cr_assert_eq((size_t)cJSON_GetArrayItem(sh, 0)->valuedouble, shapes[i][0]);
-        if (shapes[i][1]) cr_assert_eq((size_t)cJSON_GetArrayItem(sh, 1)->valuedouble, shapes[i][1]);
+        if (shapes[i][1])
+            cr_assert_eq((size_t)cJSON_GetArrayItem(sh, 1)->valuedouble, shapes[i][1]);
         /* state_dict order = our flat layout: values in sequence, bit for bit */
         for (const cJSON *v = cJSON_GetObjectItem(x, "values")->child; v; v = v->next, k++) {
             float got = (float)v->valuedouble;
-            cr_assert_eq(memcmp(&got, &p[k], 4), 0, "%s: value %zu: %.9g vs %.9g", names[i], k,
-                         got, p[k]);
+            cr_assert_eq(memcmp(&got, &p[k], 4), 0, "%s: value %zu: %.9g vs %.9g", names[i], k, got,
+                         p[k]);
         }
     }
     cr_assert_eq(k, dp_mlp_nparams(m));
@@ -105,7 +107,8 @@ Test(safetensors, numpy_reads_the_data_section_as_the_parameter_vector) {
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 -c \"import numpy,struct,sys;d=open(sys.argv[1],'rb').read();"
              "n=struct.unpack('<Q',d[:8])[0];a=numpy.frombuffer(d[8+n:],dtype='<f4');"
-             "print(a.size, repr(float(a.astype('f8').sum())))\" '%s'", path);
+             "print(a.size, repr(float(a.astype('f8').sum())))\" '%s'",
+             path);
     FILE *f = popen(cmd, "r");
     size_t count = 0;
     double sum = 0;
@@ -114,7 +117,8 @@ Test(safetensors, numpy_reads_the_data_section_as_the_parameter_vector) {
     cr_assert_eq(count, dp_mlp_nparams(m));
     double want = 0;
     const float *p = dp_mlp_params(m);
-    for (size_t i = 0; i < count; i++) want += p[i];
+    for (size_t i = 0; i < count; i++)
+        want += p[i];
     cr_assert(fabs(sum - want) <= 1e-6 * fabs(want) + 1e-30, "%g vs %g", sum, want);
 }
 

@@ -99,7 +99,7 @@ Test(train, dp_at_large_epsilon_learns_separable_data_within_budget) {
 /* The update of step 0 rebuilt from public pieces: parameters after one SGD
  * step must be p0 - lr (clipped_sum(S_0) + noise_0) / divisor. */
 typedef struct rebuilt {
-    size_t count;   /* |S_0| */
+    size_t count; /* |S_0| */
     size_t P;
     float *p0, *sum, *noise;
 } rebuilt;
@@ -113,8 +113,8 @@ static void rebuild_step0(const dp_dataset *ds, const dp_train_config *c, double
     dp_key_from_seed(c->seed, "noise", &kn);
     size_t cap = dp_poisson_capacity(N, q), *idx = malloc(cap * sizeof(size_t));
     cr_assert_eq(dp_poisson_sample(&ks, 0, N, q, 0, N, idx, cap, &r->count), DP_OK);
-    dp_mlp_config mc = {.n_in = d, .n_hidden = c->n_hidden, .n_classes = 2,
-                        .activation = c->activation};
+    dp_mlp_config mc = {
+        .n_in = d, .n_hidden = c->n_hidden, .n_classes = 2, .activation = c->activation};
     memcpy(mc.hidden, c->hidden, sizeof mc.hidden);
     dp_mlp *m;
     cr_assert_eq(dp_mlp_create(&mc, 64, &m), DP_OK);
@@ -140,7 +140,9 @@ static void rebuild_step0(const dp_dataset *ds, const dp_train_config *c, double
     dp_mlp_destroy(m);
 }
 
-static void free_rebuilt(rebuilt *r) { free(r->p0), free(r->sum), free(r->noise); }
+static void free_rebuilt(rebuilt *r) {
+    free(r->p0), free(r->sum), free(r->noise);
+}
 
 /* max |p - (p0 - lr (sum + noise) / divisor)| */
 static double gap(const float *p, const rebuilt *r, double lr, double divisor) {
@@ -248,7 +250,8 @@ Test(train, empty_batch_is_a_noise_only_step) {
         cr_assert_eq(info.batch, 0);
         const float *p = dp_mlp_params(dp_trainer_mlp(t));
         double moved = 0;
-        for (size_t i = 0; i < r.P; i++) moved = fmax(moved, fabs(p[i] - r.p0[i]));
+        for (size_t i = 0; i < r.P; i++)
+            moved = fmax(moved, fabs(p[i] - r.p0[i]));
         cr_assert_gt(moved, 0.1, "the noise moved the parameters");
         cr_assert_lt(gap(p, &r, 0.01, 0.05), 1e-4, "update = -(lr/qN) noise");
         const char *what;
@@ -315,7 +318,8 @@ Test(train, dataset_ledger_entries_are_composed_with_training) {
     snprintf(extra, sizeof extra, "\"privacy\": {\"ledger\": %s}", lj);
     dp_ledger_free_string(lj);
     dp_ledger_destroy(prep);
-    char *with = fx_dataset(500, 6, seed, NULL, extra), *without = fx_dataset(500, 6, seed, NULL, NULL);
+    char *with = fx_dataset(500, 6, seed, NULL, extra),
+         *without = fx_dataset(500, 6, seed, NULL, NULL);
     dp_dataset *a = open_split(with, "train"), *b = open_split(without, "train");
     dp_train_config c;
     small_net(&c);
@@ -374,17 +378,20 @@ Test(train, resume_after_interruption_equals_uninterrupted_run_bit_for_bit) {
         cr_assert_eq(dp_trainer_create(ds, &c, &full), DP_OK, "%s", dp_last_error());
         cr_assert_eq(dp_trainer_run(full, NULL, NULL), DP_OK);
         cr_assert_eq(dp_trainer_create(ds, &c, &part), DP_OK);
-        for (int s = 0; s < 13; s++) cr_assert_eq(dp_trainer_step(part, NULL), DP_OK);
+        for (int s = 0; s < 13; s++)
+            cr_assert_eq(dp_trainer_step(part, NULL), DP_OK);
         cr_assert_eq(dp_trainer_save(part, ck), DP_OK, "%s", dp_last_error());
-        for (int s = 0; s < 3; s++) dp_trainer_step(part, NULL); /* lost work */
+        for (int s = 0; s < 3; s++)
+            dp_trainer_step(part, NULL); /* lost work */
         dp_trainer_destroy(part);
         cr_assert_eq(dp_trainer_resume(ds, ck, &part), DP_OK, "%s", dp_last_error());
         cr_assert_eq(dp_trainer_steps_done(part), 13);
         cr_assert_eq(dp_trainer_run(part, NULL, NULL), DP_OK, "%s", dp_last_error());
         cr_assert_eq(dp_trainer_steps_done(part), dp_trainer_steps_done(full));
         size_t P = dp_mlp_nparams(dp_trainer_mlp(full));
-        cr_assert_eq(memcmp(dp_mlp_params(dp_trainer_mlp(full)), dp_mlp_params(dp_trainer_mlp(part)),
-                            P * 4), 0, "%s: parameters differ after resume", dp_optimizer_name(opt));
+        cr_assert_eq(
+            memcmp(dp_mlp_params(dp_trainer_mlp(full)), dp_mlp_params(dp_trainer_mlp(part)), P * 4),
+            0, "%s: parameters differ after resume", dp_optimizer_name(opt));
         char *la = ledger_text(full), *lb = ledger_text(part);
         cr_assert_str_eq(la, lb);
         free(la), free(lb);
@@ -398,7 +405,8 @@ Test(train, resume_after_interruption_equals_uninterrupted_run_bit_for_bit) {
 
 Test(train, resume_refuses_a_dataset_of_another_schema_and_corrupt_checkpoints) {
     uint64_t seed = tu_seed();
-    char *dir = fx_dataset(200, 6, seed, NULL, NULL), *other = fx_dataset(200, 6, seed, "other", NULL);
+    char *dir = fx_dataset(200, 6, seed, NULL, NULL),
+         *other = fx_dataset(200, 6, seed, "other", NULL);
     char ck[4300];
     snprintf(ck, sizeof ck, "%s/ck", dir);
     dp_dataset *ds = open_split(dir, "train"), *ods = open_split(other, "train");
@@ -443,7 +451,8 @@ Test(train, noise_thread_gives_the_same_bits_as_inline_noise) {
     dp_trainer_run(a, NULL, NULL);
     dp_trainer_run(b, NULL, NULL);
     cr_assert_eq(memcmp(dp_mlp_params(dp_trainer_mlp(a)), dp_mlp_params(dp_trainer_mlp(b)),
-                        4 * dp_mlp_nparams(dp_trainer_mlp(a))), 0);
+                        4 * dp_mlp_nparams(dp_trainer_mlp(a))),
+                 0);
     dp_trainer_destroy(a);
     dp_trainer_destroy(b);
     dp_dataset_close(ds);
@@ -465,7 +474,8 @@ Test(train, unseeded_runs_draw_keys_from_the_os) {
     cr_assert_eq(dp_trainer_create(ds, &c, &b), DP_OK);
     cr_assert_eq(dp_trainer_seeded(a), 0);
     cr_assert_neq(memcmp(dp_mlp_params(dp_trainer_mlp(a)), dp_mlp_params(dp_trainer_mlp(b)),
-                         4 * dp_mlp_nparams(dp_trainer_mlp(a))), 0);
+                         4 * dp_mlp_nparams(dp_trainer_mlp(a))),
+                  0);
     dp_trainer_destroy(a);
     dp_trainer_destroy(b);
     dp_dataset_close(ds);
@@ -513,7 +523,9 @@ static void *count_realloc(void *ud, void *p, size_t n) {
     __atomic_add_fetch(&n_allocs, 1, __ATOMIC_RELAXED);
     return realloc(p, n);
 }
-static void count_free(void *ud, void *p) { free(p); }
+static void count_free(void *ud, void *p) {
+    free(p);
+}
 
 Test(train, steps_allocate_nothing) {
     uint64_t seed = tu_seed();
@@ -529,7 +541,8 @@ Test(train, steps_allocate_nothing) {
     cr_assert_eq(dp_trainer_create(ds, &c, &t), DP_OK);
     cr_assert_eq(dp_trainer_step(t, NULL), DP_OK); /* first-touch of lazily sized workspaces */
     dp_set_allocator(count_malloc, count_realloc, count_free, NULL);
-    for (int s = 0; s < 30; s++) cr_assert_eq(dp_trainer_step(t, NULL), DP_OK);
+    for (int s = 0; s < 30; s++)
+        cr_assert_eq(dp_trainer_step(t, NULL), DP_OK);
     dp_set_allocator(NULL, NULL, NULL, NULL);
     cr_assert_eq(n_allocs, 0, "%zu allocations in 30 steps", n_allocs);
     dp_trainer_destroy(t);

@@ -53,13 +53,15 @@ static int one_line(const char *err) {
 
 Test(train_cli, no_dp_run_writes_the_run_directory_and_evaluates_well) {
     char *run = in(tmp, "run"), *err = NULL, *out = NULL;
-    int rc = tu_run(NULL, &err, "train '%s' -o '%s' --no-dp --epochs 8 --batch-size 50 --lr 0.5 "
-                                "--hidden 16 --seed 3", ds, run);
+    int rc = tu_run(NULL, &err,
+                    "train '%s' -o '%s' --no-dp --epochs 8 --batch-size 50 --lr 0.5 "
+                    "--hidden 16 --seed 3",
+                    ds, run);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert(strstr(err, "NOT private"), "the output says the run is not private: %s", err);
     free(err);
-    const char *files[] = {"model.safetensors", "privacy.json", "metrics.jsonl", "command.txt",
-                           "dataset_meta.json", "checkpoint.ckpt"};
+    const char *files[] = {"model.safetensors", "privacy.json",      "metrics.jsonl",
+                           "command.txt",       "dataset_meta.json", "checkpoint.ckpt"};
     for (int i = 0; i < 6; i++) {
         char *p = in(run, files[i]);
         cr_assert(tu_exists(p), "%s", p);
@@ -85,7 +87,8 @@ Test(train_cli, no_dp_run_writes_the_run_directory_and_evaluates_well) {
     char *mp = in(run, "metrics.jsonl");
     char *text = tu_read_file(mp, NULL);
     int lines = 0;
-    for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save), lines++) {
+    for (char *save, *l = strtok_r(text, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save), lines++) {
         cJSON *o = cJSON_Parse(l);
         cr_assert_not_null(o, "line %d: %s", lines, l);
         cr_assert(cJSON_IsArray(cJSON_GetObjectItem(o, "not_private")), "line %d", lines);
@@ -99,16 +102,19 @@ Test(train_cli, no_dp_run_writes_the_run_directory_and_evaluates_well) {
 
 Test(train_cli, private_run_reports_privacy_and_never_exceeds_the_target) {
     char *run = in(tmp, "run"), *err = NULL;
-    int rc = tu_run(NULL, &err, "train '%s' -o '%s' --noise-multiplier 1.0 --target-epsilon 4 "
-                                "--epochs 40 --batch-size 200 --hidden 8 --seed 5", ds, run);
+    int rc = tu_run(NULL, &err,
+                    "train '%s' -o '%s' --noise-multiplier 1.0 --target-epsilon 4 "
+                    "--epochs 40 --batch-size 200 --hidden 8 --seed 5",
+                    ds, run);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert(strstr(err, "stop early"), "the user is warned: %s", err);
     free(err);
     cJSON *p = read_json(run, "privacy.json");
-    const char *keys[] = {"epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate",
-                          "steps", "accountant", "seeded_noise", "ledger", "neighbouring",
-                          "not_private", "clipping"};
-    for (int i = 0; i < 12; i++) cr_assert_not_null(cJSON_GetObjectItem(p, keys[i]), "%s", keys[i]);
+    const char *keys[] = {"epsilon",     "delta",        "noise_multiplier", "max_grad_norm",
+                          "sample_rate", "steps",        "accountant",       "seeded_noise",
+                          "ledger",      "neighbouring", "not_private",      "clipping"};
+    for (int i = 0; i < 12; i++)
+        cr_assert_not_null(cJSON_GetObjectItem(p, keys[i]), "%s", keys[i]);
     double eps = cJSON_GetObjectItem(p, "epsilon")->valuedouble;
     cr_assert_leq(eps, 4.0);
     cr_assert_gt(eps, 3.0);
@@ -215,8 +221,11 @@ static void refused(const char *what, const char *phrase, const char *fmt, const
 
 Test(train_cli, foreign_corrupt_and_mismatched_files_are_refused_clearly) {
     char *run = in(tmp, "run");
-    cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' --noise-multiplier 1 --steps 4 "
-                                    "--batch-size 20 --quiet --seed 2", ds, run), 0);
+    cr_assert_eq(tu_run(NULL, NULL,
+                        "train '%s' -o '%s' --noise-multiplier 1 --steps 4 "
+                        "--batch-size 20 --quiet --seed 2",
+                        ds, run),
+                 0);
     /* a dataset of another schema */
     uint64_t seed = tu_seed();
     char *other = fx_dataset(100, 8, seed, "another-schema", NULL);
@@ -256,15 +265,19 @@ Test(train_cli, usage_errors_and_missing_backends_are_one_line) {
             run);
     refused("allreduce", "--allreduce", "train '%s' -o '%s' --no-dp --allreduce carrier-pigeon", ds,
             run);
-    refused("batch too big", "sample rate", "train '%s' -o '%s' --no-dp --batch-size 5000", ds, run);
+    refused("batch too big", "sample rate", "train '%s' -o '%s' --no-dp --batch-size 5000", ds,
+            run);
     cr_assert(!tu_exists(run), "a failed run leaves no directory behind");
     free(run);
 }
 
 Test(train_cli, report_is_one_self_contained_html_page) {
     char *run = in(tmp, "run"), *html = in(tmp, "r.html"), *err = NULL;
-    cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' --noise-multiplier 1 --epochs 2 "
-                                    "--batch-size 100 --quiet --seed 4 --log-every 2", ds, run), 0);
+    cr_assert_eq(tu_run(NULL, NULL,
+                        "train '%s' -o '%s' --noise-multiplier 1 --epochs 2 "
+                        "--batch-size 100 --quiet --seed 4 --log-every 2",
+                        ds, run),
+                 0);
     cr_assert_eq(tu_run(NULL, &err, "report '%s' -o '%s'", run, html), 0, "%s", err);
     free(err);
     char *page = tu_read_file(html, NULL);
@@ -288,22 +301,27 @@ Test(train_cli, predict_writes_one_row_per_record_and_refuses_other_schemas) {
     free(err);
     cr_assert_eq(tu_run(NULL, &err, "prep '%s' -o '%s'", csv, pds), 0, "%s", err);
     free(err);
-    cr_assert_eq(tu_run(NULL, &err, "train '%s' -o '%s' --no-dp --epochs 1 --batch-size 100 "
-                                    "--quiet --seed 1", pds, run), 0, "%s", err);
+    cr_assert_eq(tu_run(NULL, &err,
+                        "train '%s' -o '%s' --no-dp --epochs 1 --batch-size 100 "
+                        "--quiet --seed 1",
+                        pds, run),
+                 0, "%s", err);
     free(err);
     cr_assert_eq(tu_run(NULL, &err, "predict '%s' '%s' -o '%s'", run, csv, pred), 0, "%s", err);
     free(err);
     /* records of the input: lines after the header (synth writes no blank lines) */
     char *input = tu_read_file(csv, NULL), *text = tu_read_file(pred, NULL);
     size_t records = 0, rows = 0, valid = 0;
-    for (char *c = input; *c; c++) records += *c == '\n';
+    for (char *c = input; *c; c++)
+        records += *c == '\n';
     records -= 1;
     char *save, *l = strtok_r(text, "\n", &save);
     cr_assert_str_eq(l, "record,line,valid,reason,prob_0,prob_1,prediction");
     while ((l = strtok_r(NULL, "\n", &save))) {
         char *f[8], *cur = l;
         int nf = 0;
-        while (nf < 8 && (f[nf] = strsep(&cur, ","))) nf++;
+        while (nf < 8 && (f[nf] = strsep(&cur, ",")))
+            nf++;
         cr_assert_eq(nf, 7, "seven fields: %s", l);
         cr_assert_eq(strtoull(f[0], NULL, 10), ++rows);
         if (!strcmp(f[2], "1")) {
@@ -327,7 +345,8 @@ Test(train_cli, predict_writes_one_row_per_record_and_refuses_other_schemas) {
     /* a model of another schema: the fixture's */
     char *frun = in(tmp, "frun");
     cr_assert_eq(tu_run(NULL, NULL, "train '%s' -o '%s' --no-dp --steps 2 --batch-size 10 --quiet",
-                        ds, frun), 0);
+                        ds, frun),
+                 0);
     char args[9000];
     snprintf(args, sizeof args, "predict '%s' '%s' -o '%s/x.csv' --dataset '%s'", frun, csv, tmp,
              pds);

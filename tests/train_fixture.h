@@ -50,11 +50,13 @@ static void fx_write_meta(const char *dir, size_t n_train, size_t n_val, size_t 
                           const char *hash, const char *extra) {
     char path[4200], *buf = malloc(65536);
     size_t len = 0;
-    len += snprintf(buf + len, 65536 - len,
-                    "{\"format\": \"dpsgd-dataset\", \"version\": 1, \"task\": \"fixture\", "
-                    "\"n_features\": %zu, \"n_classes\": 2, \"schema_hash\": \"%s\", \"columns\": [",
-                    d, hash);
-    for (size_t j = 0; j + 2 < d; j++) len += snprintf(buf + len, 65536 - len, "\"x%zu\", ", j);
+    len +=
+        snprintf(buf + len, 65536 - len,
+                 "{\"format\": \"dpsgd-dataset\", \"version\": 1, \"task\": \"fixture\", "
+                 "\"n_features\": %zu, \"n_classes\": 2, \"schema_hash\": \"%s\", \"columns\": [",
+                 d, hash);
+    for (size_t j = 0; j + 2 < d; j++)
+        len += snprintf(buf + len, 65536 - len, "\"x%zu\", ", j);
     len += snprintf(buf + len, 65536 - len,
                     "\"SEX=1\", \"SEX=2\"], \"splits\": {\"train\": {\"rows\": %zu}, \"val\": "
                     "{\"rows\": %zu}, \"test\": {\"rows\": %zu}}%s%s}\n",

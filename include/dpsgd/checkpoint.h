@@ -26,10 +26,10 @@ extern "C" {
 #define DP_CHECKPOINT_VERSION 1
 
 typedef struct dp_checkpoint {
-    char *json;       /* NUL-terminated */
-    float *params;    /* [n_params] */
+    char *json;    /* NUL-terminated */
+    float *params; /* [n_params] */
     size_t n_params;
-    float *state;     /* [n_state] */
+    float *state; /* [n_state] */
     size_t n_state;
 } dp_checkpoint;
 

@@ -20,12 +20,13 @@ extern "C" {
 #define DP_EVAL_MAX_CLASSES 16
 
 typedef struct dp_eval_metrics {
-    size_t n;                 /* examples */
-    int k;                    /* classes */
+    size_t n; /* examples */
+    int k;    /* classes */
     double accuracy, balanced_accuracy, precision, recall, f1;
-    double roc_auc, pr_auc;   /* NAN when undefined (one class absent) */
-    double log_loss;          /* mean cross-entropy */
-    uint64_t confusion[DP_EVAL_MAX_CLASSES * DP_EVAL_MAX_CLASSES]; /* [true][pred], row-major k x k */
+    double roc_auc, pr_auc; /* NAN when undefined (one class absent) */
+    double log_loss;        /* mean cross-entropy */
+    uint64_t
+        confusion[DP_EVAL_MAX_CLASSES * DP_EVAL_MAX_CLASSES]; /* [true][pred], row-major k x k */
 } dp_eval_metrics;
 
 /* Metrics of probabilities P [n, k] (row-major; the prediction is the argmax,
@@ -42,8 +43,8 @@ DP_API double dp_eval_average_precision(const double *s, const uint8_t *pos, siz
 
 /* The majority-class baseline: always predict `cls` with probability 1 for it
  * (scores constant: ROC-AUC 0.5, PR-AUC the prevalence). */
-DP_API dp_status dp_eval_baseline(const int32_t *y, size_t n, int k, int cls,
-                                  const uint8_t *rows, dp_eval_metrics *out);
+DP_API dp_status dp_eval_baseline(const int32_t *y, size_t n, int k, int cls, const uint8_t *rows,
+                                  dp_eval_metrics *out);
 /* The most frequent label of y [n] (smallest on ties). */
 DP_API int dp_eval_majority(const int32_t *y, size_t n, int k);
 
@@ -51,12 +52,12 @@ DP_API int dp_eval_majority(const int32_t *y, size_t n, int k);
  * features (e.g. "SEX=1", "SEX=2"); a row belongs to the group of the column
  * that is 1 in it. */
 typedef struct dp_eval_group {
-    char name[64];  /* "SEX=2" */
-    size_t column;  /* feature index */
+    char name[64]; /* "SEX=2" */
+    size_t column; /* feature index */
 } dp_eval_group;
 /* The groups of variable `var` among the feature names; at most `cap`. */
-DP_API size_t dp_eval_find_groups(const char *const *features, size_t n_features,
-                                  const char *var, dp_eval_group *groups, size_t cap);
+DP_API size_t dp_eval_find_groups(const char *const *features, size_t n_features, const char *var,
+                                  dp_eval_group *groups, size_t cap);
 
 #ifdef __cplusplus
 }

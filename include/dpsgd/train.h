@@ -36,33 +36,33 @@ typedef enum dp_lr_schedule {
  * zero means "unset" where a comment says so. */
 typedef struct dp_train_config {
     /* model */
-    int n_hidden;                     /* hidden layers (default 2) */
-    int hidden[DP_MLP_MAX_LAYERS];    /* widths (default 64, 64) */
-    dp_activation activation;         /* default ReLU */
-    int n_class_weight;               /* 0: unweighted; else = classes of the dataset */
+    int n_hidden;                  /* hidden layers (default 2) */
+    int hidden[DP_MLP_MAX_LAYERS]; /* widths (default 64, 64) */
+    dp_activation activation;      /* default ReLU */
+    int n_class_weight;            /* 0: unweighted; else = classes of the dataset */
     float class_weight[DP_TRAIN_MAX_CLASSES];
     /* optimisation */
-    dp_optimizer_kind optimizer;      /* default SGD */
-    double lr;                        /* default 0.1 */
-    double momentum;                  /* default 0.9 (momentum optimizer) */
+    dp_optimizer_kind optimizer;             /* default SGD */
+    double lr;                               /* default 0.1 */
+    double momentum;                         /* default 0.9 (momentum optimizer) */
     double adam_beta1, adam_beta2, adam_eps; /* 0.9, 0.999, 1e-8 */
-    dp_lr_schedule lr_schedule;       /* default constant */
-    int epochs;                       /* default 5 */
-    uint64_t max_steps;               /* 0: epochs * steps per epoch; else this many steps */
-    double batch_size;                /* expected batch size B (default 256): q = B / N */
-    double sample_rate;               /* q directly; 0: from batch_size */
-    size_t micro_batch;               /* rows per micro-batch (memory bound; default 256) */
+    dp_lr_schedule lr_schedule;              /* default constant */
+    int epochs;                              /* default 5 */
+    uint64_t max_steps;                      /* 0: epochs * steps per epoch; else this many steps */
+    double batch_size;                       /* expected batch size B (default 256): q = B / N */
+    double sample_rate;                      /* q directly; 0: from batch_size */
+    size_t micro_batch;                      /* rows per micro-batch (memory bound; default 256) */
     /* privacy */
-    int private_;                     /* 1: DP-SGD (default); 0: --no-dp, not private */
-    dp_clip_config clip;              /* default flat, max_grad_norm 1.0 */
-    double noise_multiplier;          /* sigma; 0: calibrate from target_epsilon */
-    double target_epsilon;            /* 0: no budget (needs noise_multiplier) */
-    double target_delta;              /* default 1e-5 */
-    dp_accountant_kind accountant;    /* default RDP */
+    int private_;                  /* 1: DP-SGD (default); 0: --no-dp, not private */
+    dp_clip_config clip;           /* default flat, max_grad_norm 1.0 */
+    double noise_multiplier;       /* sigma; 0: calibrate from target_epsilon */
+    double target_epsilon;         /* 0: no budget (needs noise_multiplier) */
+    double target_delta;           /* default 1e-5 */
+    dp_accountant_kind accountant; /* default RDP */
     /* randomness */
-    int seeded;                       /* 1: all keys from `seed` (reproducible; privacy.json says so) */
+    int seeded; /* 1: all keys from `seed` (reproducible; privacy.json says so) */
     uint64_t seed;
-    int noise_ahead;                  /* 1 (default): a thread draws step t+1's noise during step t */
+    int noise_ahead; /* 1 (default): a thread draws step t+1's noise during step t */
 } dp_train_config;
 
 DP_API void dp_train_config_default(dp_train_config *cfg);
@@ -73,17 +73,17 @@ DP_API void dp_train_config_default(dp_train_config *cfg);
  * parameters (configuration and the split's row count), never from a
  * realised batch. */
 typedef struct dp_train_plan {
-    size_t n_total;            /* N: rows of the training split */
-    double sample_rate;        /* q: Poisson inclusion probability of each row at each step */
-    double expected_batch;     /* q N: the divisor of every private update */
-    uint64_t steps_per_epoch;  /* round(1 / q) */
-    uint64_t steps;            /* planned steps */
-    uint64_t budget_steps;     /* the most steps the budget allows (= steps without a budget) */
-    double noise_multiplier;   /* sigma (0 when not private) */
-    double sensitivity;        /* L2 bound of one example's clipped gradient (C) */
-    double noise_std;          /* sigma C, per coordinate of the summed gradient */
-    double prior_epsilon;      /* epsilon of the dataset's earlier ledger entries alone */
-    size_t n_prior;            /* how many earlier entries (prep's DP statistics) */
+    size_t n_total;           /* N: rows of the training split */
+    double sample_rate;       /* q: Poisson inclusion probability of each row at each step */
+    double expected_batch;    /* q N: the divisor of every private update */
+    uint64_t steps_per_epoch; /* round(1 / q) */
+    uint64_t steps;           /* planned steps */
+    uint64_t budget_steps;    /* the most steps the budget allows (= steps without a budget) */
+    double noise_multiplier;  /* sigma (0 when not private) */
+    double sensitivity;       /* L2 bound of one example's clipped gradient (C) */
+    double noise_std;         /* sigma C, per coordinate of the summed gradient */
+    double prior_epsilon;     /* epsilon of the dataset's earlier ledger entries alone */
+    size_t n_prior;           /* how many earlier entries (prep's DP statistics) */
 } dp_train_plan;
 
 typedef struct dp_trainer dp_trainer;
@@ -98,25 +98,25 @@ typedef struct dp_train_timings {
 /* What the callback sees after each step. loss depends on the private data
  * and is NOT private: a caller that shows or logs it must say so. */
 typedef struct dp_step_info {
-    uint64_t step;            /* steps done so far (this one included) */
-    uint64_t steps;           /* planned (budget-capped) total */
-    uint64_t epoch;           /* 0-based epoch of this step */
-    uint64_t step_in_epoch;   /* 1-based position within the epoch */
+    uint64_t step;          /* steps done so far (this one included) */
+    uint64_t steps;         /* planned (budget-capped) total */
+    uint64_t epoch;         /* 0-based epoch of this step */
+    uint64_t step_in_epoch; /* 1-based position within the epoch */
     uint64_t steps_per_epoch;
-    size_t batch;             /* realised batch size (not private) */
-    double loss;              /* mean loss over the realised batch (not private) */
-    size_t n_clipped;         /* examples clipped in this step (not private) */
-    double seconds;           /* wall time of the step */
+    size_t batch;     /* realised batch size (not private) */
+    double loss;      /* mean loss over the realised batch (not private) */
+    size_t n_clipped; /* examples clipped in this step (not private) */
+    double seconds;   /* wall time of the step */
 } dp_step_info;
 
 /* Return 0 to go on, nonzero to stop after this step. */
 typedef int (*dp_train_callback)(dp_trainer *t, const dp_step_info *info, void *ud);
 
 typedef enum dp_stop_reason {
-    DP_STOP_NONE = 0,     /* not stopped (more steps to do) */
-    DP_STOP_DONE = 1,     /* the planned steps are done */
-    DP_STOP_BUDGET = 2,   /* the next step would have exceeded target_epsilon */
-    DP_STOP_CALLBACK = 3  /* the callback asked to stop */
+    DP_STOP_NONE = 0,    /* not stopped (more steps to do) */
+    DP_STOP_DONE = 1,    /* the planned steps are done */
+    DP_STOP_BUDGET = 2,  /* the next step would have exceeded target_epsilon */
+    DP_STOP_CALLBACK = 3 /* the callback asked to stop */
 } dp_stop_reason;
 
 /* Plan the run (q, steps, calibrated sigma composed with the dataset's ledger

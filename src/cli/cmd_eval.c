@@ -23,7 +23,8 @@ static const cli_opt opts[] = {
 };
 
 static const cli_cmd cmd = {
-    "eval", "RUN DATASET [--split test] [--json]",
+    "eval",
+    "RUN DATASET [--split test] [--json]",
     "Evaluate the model of RUN on a split of DATASET (same schema), beside the majority-class\n"
     "baseline, overall and per group of SEX and RAC1P.",
     "dpsgd eval runs/eps1 data/pums --split test",
@@ -39,8 +40,10 @@ typedef struct group_result {
 } group_result;
 
 static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
-    else cJSON_AddNullToObject(o, k);
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
 }
 
 static cJSON *metrics_json(const dp_eval_metrics *m) {
@@ -65,17 +68,19 @@ static cJSON *metrics_json(const dp_eval_metrics *m) {
 }
 
 static void fmt(char *buf, size_t n, double v) {
-    if (isfinite(v)) snprintf(buf, n, "%.4f", v);
-    else snprintf(buf, n, "-");
+    if (isfinite(v))
+        snprintf(buf, n, "%.4f", v);
+    else
+        snprintf(buf, n, "-");
 }
 
 static void print_table(const dp_eval_metrics *m, const dp_eval_metrics *b) {
-    const char *names[] = {"accuracy", "balanced accuracy", "precision", "recall", "F1",
-                           "ROC-AUC", "PR-AUC", "log loss"};
+    const char *names[] = {"accuracy", "balanced accuracy", "precision", "recall",
+                           "F1",       "ROC-AUC",           "PR-AUC",    "log loss"};
     double mv[] = {m->accuracy, m->balanced_accuracy, m->precision, m->recall,
-                   m->f1, m->roc_auc, m->pr_auc, m->log_loss};
+                   m->f1,       m->roc_auc,           m->pr_auc,    m->log_loss};
     double bv[] = {b->accuracy, b->balanced_accuracy, b->precision, b->recall,
-                   b->f1, b->roc_auc, b->pr_auc, b->log_loss};
+                   b->f1,       b->roc_auc,           b->pr_auc,    b->log_loss};
     printf("  %-20s %10s %10s\n", "metric", "model", "baseline");
     for (int i = 0; i < 8; i++) {
         char a[32], c[32];
@@ -84,11 +89,13 @@ static void print_table(const dp_eval_metrics *m, const dp_eval_metrics *b) {
         printf("  %-20s %10s %10s\n", names[i], a, c);
     }
     printf("\n  confusion matrix (rows: true class, columns: predicted)\n  %8s", "");
-    for (int p = 0; p < m->k; p++) printf(" %10s%d", "pred ", p);
+    for (int p = 0; p < m->k; p++)
+        printf(" %10s%d", "pred ", p);
     printf("\n");
     for (int t = 0; t < m->k; t++) {
         printf("  true %-3d", t);
-        for (int p = 0; p < m->k; p++) printf(" %11llu", (unsigned long long)m->confusion[t * m->k + p]);
+        for (int p = 0; p < m->k; p++)
+            printf(" %11llu", (unsigned long long)m->confusion[t * m->k + p]);
         printf("\n");
     }
 }
@@ -101,11 +108,18 @@ int cmd_eval(int argc, char **argv) {
     int c;
     while ((c = cli_next(&p)) != -1) {
         switch (c) {
-        case CLI_HELP: return CLI_OK;
-        case CLI_ERROR: return CLI_BAD_INPUT;
-        case O_SPLIT: split = optarg; break;
-        case O_JSON: json = 1; break;
-        default: return cli_usage_error("unexpected option");
+        case CLI_HELP:
+            return CLI_OK;
+        case CLI_ERROR:
+            return CLI_BAD_INPUT;
+        case O_SPLIT:
+            split = optarg;
+            break;
+        case O_JSON:
+            json = 1;
+            break;
+        default:
+            return cli_usage_error("unexpected option");
         }
     }
     if (argc - optind != 2) return cli_usage_error("expected RUN and DATASET");
@@ -178,7 +192,8 @@ int cmd_eval(int argc, char **argv) {
     }
     /* Groups from the one-hot columns of SEX and RAC1P. */
     const char **names = malloc(d * sizeof *names);
-    for (size_t j = 0; j < d; j++) names[j] = dp_dataset_feature(ds, j);
+    for (size_t j = 0; j < d; j++)
+        names[j] = dp_dataset_feature(ds, j);
     group_result groups[2][MAX_GROUPS];
     size_t ng[2];
     const float *X = dp_dataset_X(ds);
@@ -187,7 +202,8 @@ int cmd_eval(int argc, char **argv) {
         ng[v] = dp_eval_find_groups(names, d, group_vars[v], g, MAX_GROUPS);
         for (size_t i = 0; i < ng[v]; i++) {
             groups[v][i].g = g[i];
-            for (size_t r = 0; r < n; r++) mask[r] = X[r * d + g[i].column] > 0.5f;
+            for (size_t r = 0; r < n; r++)
+                mask[r] = X[r * d + g[i].column] > 0.5f;
             dp_eval_compute(P, y, n, k, mask, &groups[v][i].m);
             dp_eval_baseline(y, n, k, major, mask, &groups[v][i].base);
         }

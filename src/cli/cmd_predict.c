@@ -20,17 +20,20 @@ enum { O_DATASET = 256, O_THREADS, O_FORCE };
 
 static const cli_opt opts[] = {
     {"output", 'o', "FILE", "predictions CSV to write (required)"},
-    {"dataset", O_DATASET, "DIR", "take the encodings from DIR/meta.json (default: the run's copy)"},
+    {"dataset", O_DATASET, "DIR",
+     "take the encodings from DIR/meta.json (default: the run's copy)"},
     {"threads", O_THREADS, "T", "threads for parsing (default: all cores)"},
     {"force", O_FORCE, NULL, "overwrite an existing FILE"},
     {0},
 };
 
 static const cli_cmd cmd = {
-    "predict", "RUN INPUT.csv -o predictions.csv",
+    "predict",
+    "RUN INPUT.csv -o predictions.csv",
     "Predict class probabilities for the records of a raw CSV of the training data's schema.\n"
     "Output columns: record, line, valid, reason, prob_0 .. prob_{k-1}, prediction.",
-    "dpsgd predict runs/eps1 new_persons.csv -o predictions.csv", opts,
+    "dpsgd predict runs/eps1 new_persons.csv -o predictions.csv",
+    opts,
 };
 
 int cmd_predict(int argc, char **argv) {
@@ -42,15 +45,24 @@ int cmd_predict(int argc, char **argv) {
     int c;
     while ((c = cli_next(&p)) != -1) {
         switch (c) {
-        case CLI_HELP: return CLI_OK;
-        case CLI_ERROR: return CLI_BAD_INPUT;
-        case 'o': out = optarg; break;
-        case O_DATASET: dataset = optarg; break;
+        case CLI_HELP:
+            return CLI_OK;
+        case CLI_ERROR:
+            return CLI_BAD_INPUT;
+        case 'o':
+            out = optarg;
+            break;
+        case O_DATASET:
+            dataset = optarg;
+            break;
         case O_THREADS:
             if (cli_parse_long("threads", optarg, 1, 4096, &threads)) return CLI_BAD_INPUT;
             break;
-        case O_FORCE: force = 1; break;
-        default: return cli_usage_error("unexpected option");
+        case O_FORCE:
+            force = 1;
+            break;
+        default:
+            return cli_usage_error("unexpected option");
         }
     }
     if (argc - optind != 2) return cli_usage_error("expected RUN and INPUT.csv");
@@ -94,7 +106,8 @@ int cmd_predict(int argc, char **argv) {
         FILE *g = fopen(meta, "wb");
         char chunk[65536];
         size_t r;
-        while (g && (r = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, r, g);
+        while (g && (r = fread(chunk, 1, sizeof chunk, f)) > 0)
+            fwrite(chunk, 1, r, g);
         fclose(f);
         if (!g || fclose(g)) {
             cli_error("%s: cannot write", meta);
@@ -108,10 +121,12 @@ int cmd_predict(int argc, char **argv) {
         rc = cli_fail(st);
         goto done;
     }
-    if (strcmp(enc.schema_hash, dp_model_schema_hash(model)) || enc.d != dp_model_n_features(model)) {
+    if (strcmp(enc.schema_hash, dp_model_schema_hash(model)) ||
+        enc.d != dp_model_n_features(model)) {
         cli_error("%s/model.safetensors was trained on data of schema %.16s (%zu features); the "
-                  "encodings give schema %.16s (%zu features)", run, dp_model_schema_hash(model),
-                  dp_model_n_features(model), enc.schema_hash, enc.d);
+                  "encodings give schema %.16s (%zu features)",
+                  run, dp_model_schema_hash(model), dp_model_n_features(model), enc.schema_hash,
+                  enc.d);
         rc = CLI_BAD_INPUT;
         goto done;
     }
@@ -129,13 +144,15 @@ int cmd_predict(int argc, char **argv) {
     size_t len = 0;
     FILE *o = open_memstream(&buf, &len);
     fprintf(o, "record,line,valid,reason");
-    for (int j = 0; j < k; j++) fprintf(o, ",prob_%d", j);
+    for (int j = 0; j < k; j++)
+        fprintf(o, ",prob_%d", j);
     fprintf(o, ",prediction\n");
     for (size_t i = 0; i < enc.n; i++) {
         fprintf(o, "%zu,%llu,", i + 1, (unsigned long long)enc.line[i]);
         if (enc.reason[i]) {
             fprintf(o, "0,%s", dp_prep_reason_name(enc.reason[i]));
-            for (int j = 0; j < k; j++) fputc(',', o);
+            for (int j = 0; j < k; j++)
+                fputc(',', o);
             fprintf(o, ",\n");
             continue;
         }
@@ -153,7 +170,8 @@ int cmd_predict(int argc, char **argv) {
         goto done;
     }
     cli_note("%zu records: %zu predicted, %zu could not be encoded (reason in the 'reason' "
-             "column); wrote %s", enc.n, enc.n_valid, enc.n - enc.n_valid, out);
+             "column); wrote %s",
+             enc.n, enc.n_valid, enc.n - enc.n_valid, out);
 done:
     if (tmpdir[0]) {
         char meta[4300];

@@ -23,9 +23,11 @@ static const cli_opt opts[] = {
 };
 
 static const cli_cmd cmd = {
-    "report", "RUN -o report.html",
+    "report",
+    "RUN -o report.html",
     "Write a self-contained HTML report of a training run: configuration, privacy and curves.",
-    "dpsgd report runs/eps1 -o eps1.html", opts,
+    "dpsgd report runs/eps1 -o eps1.html",
+    opts,
 };
 
 static char *slurp(const char *dir, const char *name) {
@@ -45,11 +47,20 @@ static char *slurp(const char *dir, const char *name) {
 static void esc(FILE *o, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
-        case '<': fputs("&lt;", o); break;
-        case '>': fputs("&gt;", o); break;
-        case '&': fputs("&amp;", o); break;
-        case '"': fputs("&quot;", o); break;
-        default: fputc(*s, o);
+        case '<':
+            fputs("&lt;", o);
+            break;
+        case '>':
+            fputs("&gt;", o);
+            break;
+        case '&':
+            fputs("&amp;", o);
+            break;
+        case '"':
+            fputs("&quot;", o);
+            break;
+        default:
+            fputc(*s, o);
         }
     }
 }
@@ -86,16 +97,21 @@ static void svg(FILE *o, const char *title, const series *s, const char *color) 
     if (x1 == x0) x1 = x0 + 1;
     if (y1 == y0) y1 = y0 + 1e-9 + fabs(y0) * 0.01;
     const double W = 560, H = 200, L = 60, B = 24, T = 8, R = 10;
-    fprintf(o, "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-               "xmlns=\"http://www.w3.org/2000/svg\">\n", W, H, W, H);
-    fprintf(o, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-               "stroke=\"#ccc\"/>\n", L, T, W - L - R, H - T - B);
+    fprintf(o,
+            "<svg width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+            "xmlns=\"http://www.w3.org/2000/svg\">\n",
+            W, H, W, H);
+    fprintf(o,
+            "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+            "stroke=\"#ccc\"/>\n",
+            L, T, W - L - R, H - T - B);
     fprintf(o, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n",
             L - 4, T + 10, y1);
     fprintf(o, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n",
             L - 4, H - B, y0);
     fprintf(o, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\">step %.0f</text>\n", L, H - 6, x0);
-    fprintf(o, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">step %.0f</text>\n",
+    fprintf(o,
+            "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"end\">step %.0f</text>\n",
             W - R, H - 6, x1);
     fprintf(o, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", color);
     for (size_t i = 0; i < s->n; i++)
@@ -108,10 +124,14 @@ static void row(FILE *o, const char *k, const cJSON *v) {
     fprintf(o, "<tr><th>");
     esc(o, k);
     fprintf(o, "</th><td>");
-    if (cJSON_IsString(v)) esc(o, v->valuestring);
-    else if (cJSON_IsNumber(v)) fprintf(o, "%.6g", v->valuedouble);
-    else if (cJSON_IsBool(v)) fprintf(o, "%s", cJSON_IsTrue(v) ? "yes" : "no");
-    else if (cJSON_IsNull(v)) fprintf(o, "&mdash;");
+    if (cJSON_IsString(v))
+        esc(o, v->valuestring);
+    else if (cJSON_IsNumber(v))
+        fprintf(o, "%.6g", v->valuedouble);
+    else if (cJSON_IsBool(v))
+        fprintf(o, "%s", cJSON_IsTrue(v) ? "yes" : "no");
+    else if (cJSON_IsNull(v))
+        fprintf(o, "&mdash;");
     else {
         char *s = cJSON_PrintUnformatted(v);
         esc(o, s);
@@ -128,11 +148,18 @@ int cmd_report(int argc, char **argv) {
     int c;
     while ((c = cli_next(&p)) != -1) {
         switch (c) {
-        case CLI_HELP: return CLI_OK;
-        case CLI_ERROR: return CLI_BAD_INPUT;
-        case 'o': out = optarg; break;
-        case O_FORCE: force = 1; break;
-        default: return cli_usage_error("unexpected option");
+        case CLI_HELP:
+            return CLI_OK;
+        case CLI_ERROR:
+            return CLI_BAD_INPUT;
+        case 'o':
+            out = optarg;
+            break;
+        case O_FORCE:
+            force = 1;
+            break;
+        default:
+            return cli_usage_error("unexpected option");
         }
     }
     if (argc - optind != 1) return cli_usage_error("expected one RUN directory");
@@ -171,13 +198,15 @@ int cmd_report(int argc, char **argv) {
     char *buf = NULL;
     size_t len = 0;
     FILE *o = open_memstream(&buf, &len);
-    fprintf(o, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>dpsgd run ");
+    fprintf(o,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>dpsgd run ");
     esc(o, run);
-    fprintf(o, "</title>\n<style>body{font:14px/1.4 sans-serif;max-width:900px;margin:2em auto;"
-               "color:#222}table{border-collapse:collapse}th,td{padding:2px 10px;border-bottom:1px "
-               "solid #eee;text-align:left;vertical-align:top}th{font-weight:600}code,pre{"
-               "background:#f6f6f6;padding:4px;white-space:pre-wrap}.warn{color:#a40}.note{color:#666}"
-               "figure{margin:1em 0}</style></head><body>\n<h1>dpsgd run <code>");
+    fprintf(o,
+            "</title>\n<style>body{font:14px/1.4 sans-serif;max-width:900px;margin:2em auto;"
+            "color:#222}table{border-collapse:collapse}th,td{padding:2px 10px;border-bottom:1px "
+            "solid #eee;text-align:left;vertical-align:top}th{font-weight:600}code,pre{"
+            "background:#f6f6f6;padding:4px;white-space:pre-wrap}.warn{color:#a40}.note{color:#666}"
+            "figure{margin:1em 0}</style></head><body>\n<h1>dpsgd run <code>");
     esc(o, run);
     fprintf(o, "</code></h1>\n");
     if (command) {
@@ -191,15 +220,19 @@ int cmd_report(int argc, char **argv) {
         fprintf(o, "<p class=warn>This model was trained with <code>--no-dp</code>: it is NOT "
                    "private.</p>\n");
     else {
-        const cJSON *e = cJSON_GetObjectItem(priv, "epsilon"), *d = cJSON_GetObjectItem(priv, "delta");
+        const cJSON *e = cJSON_GetObjectItem(priv, "epsilon"),
+                    *d = cJSON_GetObjectItem(priv, "delta");
         if (cJSON_IsNumber(e) && cJSON_IsNumber(d))
-            fprintf(o, "<p>The model is (&epsilon; = %.4g, &delta; = %g)-differentially private "
-                       "for the records of the training split, under the relation "
-                       "&ldquo;add/remove one record&rdquo;.</p>\n", e->valuedouble, d->valuedouble);
+            fprintf(o,
+                    "<p>The model is (&epsilon; = %.4g, &delta; = %g)-differentially private "
+                    "for the records of the training split, under the relation "
+                    "&ldquo;add/remove one record&rdquo;.</p>\n",
+                    e->valuedouble, d->valuedouble);
     }
     fprintf(o, "<table>\n");
     for (const cJSON *it = priv->child; it; it = it->next)
-        if (strcmp(it->string, "ledger") && strcmp(it->string, "not_private")) row(o, it->string, it);
+        if (strcmp(it->string, "ledger") && strcmp(it->string, "not_private"))
+            row(o, it->string, it);
     fprintf(o, "</table>\n");
     const cJSON *led = cJSON_GetObjectItem(priv, "ledger");
     const cJSON *ent = cJSON_GetObjectItem(led, "entries");
@@ -210,10 +243,12 @@ int cmd_report(int argc, char **argv) {
             fprintf(o, "<tr><td>");
             const cJSON *w = cJSON_GetObjectItem(x, "what");
             esc(o, cJSON_IsString(w) ? w->valuestring : "?");
-            const cJSON *q = cJSON_GetObjectItem(x, "sample_rate"), *s = cJSON_GetObjectItem(x, "noise_multiplier"),
+            const cJSON *q = cJSON_GetObjectItem(x, "sample_rate"),
+                        *s = cJSON_GetObjectItem(x, "noise_multiplier"),
                         *t = cJSON_GetObjectItem(x, "steps");
             fprintf(o, "</td><td>%.6g</td><td>%.6g</td><td>%.0f</td></tr>\n",
-                    cJSON_IsNumber(q) ? q->valuedouble : NAN, cJSON_IsNumber(s) ? s->valuedouble : NAN,
+                    cJSON_IsNumber(q) ? q->valuedouble : NAN,
+                    cJSON_IsNumber(s) ? s->valuedouble : NAN,
                     cJSON_IsNumber(t) ? t->valuedouble : NAN);
         }
         fprintf(o, "</table>\n");

@@ -28,9 +28,35 @@
 #define MIND(a, b) ((a) < (b) ? (a) : (b))
 
 enum {
-    O_HIDDEN = 256, O_ACT, O_CW, O_OPT, O_LR, O_MOM, O_SCHED, O_EPOCHS, O_STEPS, O_BATCH, O_RATE,
-    O_CLIP, O_LAYERCLIP, O_MICRO, O_SIGMA, O_EPS, O_DELTA, O_ACC, O_NODP, O_SEED, O_THREADS,
-    O_CKEVERY, O_RESUME, O_QUIET, O_FORCE, O_DEVICE, O_ALLREDUCE, O_LOGEVERY, O_NOISEINLINE
+    O_HIDDEN = 256,
+    O_ACT,
+    O_CW,
+    O_OPT,
+    O_LR,
+    O_MOM,
+    O_SCHED,
+    O_EPOCHS,
+    O_STEPS,
+    O_BATCH,
+    O_RATE,
+    O_CLIP,
+    O_LAYERCLIP,
+    O_MICRO,
+    O_SIGMA,
+    O_EPS,
+    O_DELTA,
+    O_ACC,
+    O_NODP,
+    O_SEED,
+    O_THREADS,
+    O_CKEVERY,
+    O_RESUME,
+    O_QUIET,
+    O_FORCE,
+    O_DEVICE,
+    O_ALLREDUCE,
+    O_LOGEVERY,
+    O_NOISEINLINE
 };
 
 static const cli_opt opts[] = {
@@ -47,9 +73,11 @@ static const cli_opt opts[] = {
     {"batch-size", O_BATCH, "B", "EXPECTED batch size: sample rate q = B / N (default 256)"},
     {"sample-rate", O_RATE, "Q", "Poisson sample rate q directly (instead of --batch-size)"},
     {"max-grad-norm", O_CLIP, "C", "clip each example's gradient to L2 norm C (default 1.0)"},
-    {"per-layer-clip", O_LAYERCLIP, "C1,C2,..", "clip each layer's gradient separately (one bound per layer)"},
+    {"per-layer-clip", O_LAYERCLIP, "C1,C2,..",
+     "clip each layer's gradient separately (one bound per layer)"},
     {"micro-batch", O_MICRO, "M", "rows per micro-batch: bounds memory (default 256)"},
-    {"noise-multiplier", O_SIGMA, "S", "noise std / clip bound (sigma); else calibrated from --target-epsilon"},
+    {"noise-multiplier", O_SIGMA, "S",
+     "noise std / clip bound (sigma); else calibrated from --target-epsilon"},
     {"target-epsilon", O_EPS, "E", "privacy budget: calibrate sigma to it, never exceed it"},
     {"target-delta", O_DELTA, "D", "delta of the (epsilon, delta) guarantee (default 1e-5)"},
     {"accountant", O_ACC, "rdp|prv", "privacy accountant (default rdp)"},
@@ -57,18 +85,22 @@ static const cli_opt opts[] = {
     {"seed", O_SEED, "S", "seed every random stream: reproducible (privacy.json says seeded)"},
     {"threads", O_THREADS, "T", "threads (default: all cores)"},
     {"checkpoint-every", O_CKEVERY, "N", "write a checkpoint every N steps (default: each epoch)"},
-    {"log-every", O_LOGEVERY, "N", "log a metrics.jsonl line every N steps (default: 10 per epoch)"},
+    {"log-every", O_LOGEVERY, "N",
+     "log a metrics.jsonl line every N steps (default: 10 per epoch)"},
     {"resume", O_RESUME, NULL, "continue the run in RUN from its checkpoint"},
     {"force", O_FORCE, NULL, "overwrite an existing run directory"},
     {"quiet", O_QUIET, NULL, "no progress output"},
     {"device", O_DEVICE, "cpu|cuda", "where to train (default cpu)"},
-    {"allreduce", O_ALLREDUCE, "mpi|naive|ring|tree", "allreduce algorithm across ranks (default mpi)"},
-    {"noise-inline", O_NOISEINLINE, NULL, "draw noise on the step's thread (default: a thread draws it ahead)"},
+    {"allreduce", O_ALLREDUCE, "mpi|naive|ring|tree",
+     "allreduce algorithm across ranks (default mpi)"},
+    {"noise-inline", O_NOISEINLINE, NULL,
+     "draw noise on the step's thread (default: a thread draws it ahead)"},
     {0},
 };
 
 static const cli_cmd cmd = {
-    "train", "DATASET -o RUN [options]",
+    "train",
+    "DATASET -o RUN [options]",
     "Train an MLP classifier on DATASET's train split with DP-SGD (Poisson sampling, per-example\n"
     "clipping, Gaussian noise) and write the model, its privacy report and metrics to RUN.",
     "dpsgd train data/pums -o runs/eps1 --target-epsilon 1 --target-delta 1e-5 --epochs 5",
@@ -115,7 +147,8 @@ static double eps_now(run_ctx *c, dp_trainer *t, int force) {
 
 static void add_not_private(cJSON *o, const char *const *names, int n) {
     cJSON *a = cJSON_AddArrayToObject(o, "not_private");
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(names[i]));
 }
 
 static dp_status log_json(run_ctx *c, cJSON *o) {
@@ -209,14 +242,17 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
     double eps = INFINITY;
     dp_trainer_epsilon(t, &eps);
     cJSON_AddBoolToObject(o, "private", cfg->private_);
-    if (cfg->private_) cJSON_AddNumberToObject(o, "epsilon", eps);
-    else cJSON_AddNullToObject(o, "epsilon");
+    if (cfg->private_)
+        cJSON_AddNumberToObject(o, "epsilon", eps);
+    else
+        cJSON_AddNullToObject(o, "epsilon");
     cJSON_AddNumberToObject(o, "delta", cfg->private_ ? cfg->target_delta : 0);
     cJSON_AddNumberToObject(o, "noise_multiplier", p->noise_multiplier);
     cJSON_AddNumberToObject(o, "max_grad_norm", cfg->private_ ? p->sensitivity : 0);
-    cJSON_AddStringToObject(o, "clipping", !cfg->private_ ? "none"
-                                           : cfg->clip.mode == DP_CLIP_PER_LAYER ? "per_layer"
-                                                                                : "flat");
+    cJSON_AddStringToObject(o, "clipping",
+                            !cfg->private_                        ? "none"
+                            : cfg->clip.mode == DP_CLIP_PER_LAYER ? "per_layer"
+                                                                  : "flat");
     if (cfg->private_ && cfg->clip.mode == DP_CLIP_PER_LAYER) {
         cJSON *a = cJSON_AddArrayToObject(o, "per_layer_max_grad_norm");
         for (int l = 0; l <= cfg->n_hidden; l++)
@@ -226,22 +262,24 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
     cJSON_AddNumberToObject(o, "expected_batch_size", p->expected_batch);
     cJSON_AddNumberToObject(o, "dataset_rows", (double)p->n_total);
     cJSON_AddNumberToObject(o, "steps", (double)dp_trainer_steps_done(t));
-    cJSON_AddNumberToObject(o, "epochs", (double)dp_trainer_steps_done(t) / (double)p->steps_per_epoch);
+    cJSON_AddNumberToObject(o, "epochs",
+                            (double)dp_trainer_steps_done(t) / (double)p->steps_per_epoch);
     cJSON_AddStringToObject(o, "accountant", dp_accountant_name(cfg->accountant));
     if (cfg->target_epsilon > 0) cJSON_AddNumberToObject(o, "target_epsilon", cfg->target_epsilon);
     cJSON_AddBoolToObject(o, "seeded_noise", dp_trainer_seeded(t));
-    cJSON_AddStringToObject(o, "noise_source",
-                            dp_trainer_seeded(t)
-                                ? "ChaCha20 keyed from --seed: reproducible, so anyone who knows the "
-                                  "seed can subtract the noise"
-                                : "ChaCha20 keyed from the operating system's random source");
+    cJSON_AddStringToObject(
+        o, "noise_source",
+        dp_trainer_seeded(t) ? "ChaCha20 keyed from --seed: reproducible, so anyone who knows the "
+                               "seed can subtract the noise"
+                             : "ChaCha20 keyed from the operating system's random source");
     cJSON_AddStringToObject(o, "neighbouring", DP_LEDGER_NEIGHBOURING);
     cJSON_AddStringToObject(o, "sampling",
                             "Poisson: each record independently with probability sample_rate at "
                             "each step; updates divided by the expected batch size");
     const char *why = dp_trainer_steps_done(t) >= p->steps ? "done"
-                      : cfg->private_ && dp_trainer_steps_done(t) >= p->budget_steps ? "budget"
-                                                                                     : "interrupted";
+                      : cfg->private_ && dp_trainer_steps_done(t) >= p->budget_steps
+                          ? "budget"
+                          : "interrupted";
     cJSON_AddStringToObject(o, "stopped", why);
     if (cfg->private_) {
         char *lj = NULL;
@@ -253,9 +291,9 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
     cJSON *np = cJSON_AddArrayToObject(o, "not_private");
     if (!cfg->private_)
         cJSON_AddItemToArray(np, cJSON_CreateString("model.safetensors: trained with --no-dp"));
-    cJSON_AddItemToArray(np, cJSON_CreateString(
-                                 "metrics.jsonl: train_loss, batch_size, n_clipped, val_accuracy, "
-                                 "val_loss, val_roc_auc (computed on private records)"));
+    cJSON_AddItemToArray(
+        np, cJSON_CreateString("metrics.jsonl: train_loss, batch_size, n_clipped, val_accuracy, "
+                               "val_loss, val_roc_auc (computed on private records)"));
     cJSON_AddItemToArray(np, cJSON_CreateString("progress output: training loss"));
     /* What prep released about the data without privacy, in meta.json. */
     cJSON *meta = cJSON_Parse(dp_dataset_meta_json(ds));
@@ -267,9 +305,9 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
         cJSON_AddItemToArray(np, cJSON_CreateString(line));
     }
     if (cJSON_GetObjectItemCaseSensitive(meta, "report"))
-        cJSON_AddItemToArray(np, cJSON_CreateString(
-                                     "dataset meta.json report and split sizes: exact counts of "
-                                     "the input (keep meta.json with the data)"));
+        cJSON_AddItemToArray(
+            np, cJSON_CreateString("dataset meta.json report and split sizes: exact counts of "
+                                   "the input (keep meta.json with the data)"));
     cJSON_Delete(meta);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
@@ -289,7 +327,8 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
 static dp_status write_model(const char *run, dp_trainer *t, const dp_dataset *ds) {
     size_t d = dp_dataset_cols(ds);
     const char **names = malloc(d * sizeof *names);
-    for (size_t j = 0; j < d; j++) names[j] = dp_dataset_feature(ds, j);
+    for (size_t j = 0; j < d; j++)
+        names[j] = dp_dataset_feature(ds, j);
     const dp_train_config *cfg = dp_trainer_config(t);
     const dp_train_plan *p = dp_trainer_plan(t);
     char priv[512];
@@ -338,22 +377,25 @@ static void remove_run(const char *run) {
 
 static char *command_line(int argc, char **argv) {
     size_t n = 16;
-    for (int i = 0; i < argc; i++) n += 3 * strlen(argv[i]) + 3;
+    for (int i = 0; i < argc; i++)
+        n += 3 * strlen(argv[i]) + 3;
     char *s = malloc(n), *w = s;
     w += sprintf(w, "dpsgd");
     for (int i = 0; i < argc; i++) {
         /* single-quote anything the shell would split or expand */
-        int plain = argv[i][0] != '\0' && strspn(argv[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO"
-                                                           "PQRSTUVWXYZ0123456789-_=.,/:+@%") ==
-                                                  strlen(argv[i]);
+        int plain = argv[i][0] != '\0' &&
+                    strspn(argv[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO"
+                                    "PQRSTUVWXYZ0123456789-_=.,/:+@%") == strlen(argv[i]);
         *w++ = ' ';
         if (plain) {
             w += sprintf(w, "%s", argv[i]);
         } else {
             *w++ = '\'';
             for (const char *c = argv[i]; *c; c++) {
-                if (*c == '\'') w += sprintf(w, "'\\''");
-                else *w++ = *c;
+                if (*c == '\'')
+                    w += sprintf(w, "'\\''");
+                else
+                    *w++ = *c;
             }
             *w++ = '\'';
         }
@@ -378,9 +420,13 @@ int cmd_train(int argc, char **argv) {
     int c;
     while ((c = cli_next(&p)) != -1) {
         switch (c) {
-        case CLI_HELP: return CLI_OK;
-        case CLI_ERROR: return CLI_BAD_INPUT;
-        case 'o': run = optarg; break;
+        case CLI_HELP:
+            return CLI_OK;
+        case CLI_ERROR:
+            return CLI_BAD_INPUT;
+        case 'o':
+            run = optarg;
+            break;
         case O_HIDDEN:
             if (!strcmp(optarg, "0") || !strcmp(optarg, "")) {
                 cfg.n_hidden = 0;
@@ -389,12 +435,16 @@ int cmd_train(int argc, char **argv) {
             if (cli_parse_longs("hidden", optarg, 1, 1 << 20, lv, DP_MLP_MAX_LAYERS - 1, &n))
                 return CLI_BAD_INPUT;
             cfg.n_hidden = n;
-            for (int i = 0; i < n; i++) cfg.hidden[i] = (int)lv[i];
+            for (int i = 0; i < n; i++)
+                cfg.hidden[i] = (int)lv[i];
             break;
         case O_ACT:
-            if (!strcmp(optarg, "relu")) cfg.activation = DP_ACT_RELU;
-            else if (!strcmp(optarg, "tanh")) cfg.activation = DP_ACT_TANH;
-            else return cli_usage_error("--activation expects relu or tanh, got '%s'", optarg);
+            if (!strcmp(optarg, "relu"))
+                cfg.activation = DP_ACT_RELU;
+            else if (!strcmp(optarg, "tanh"))
+                cfg.activation = DP_ACT_TANH;
+            else
+                return cli_usage_error("--activation expects relu or tanh, got '%s'", optarg);
             break;
         case O_CW:
             if (cli_parse_doubles("class-weight", optarg, list, DP_TRAIN_MAX_CLASSES, &n))
@@ -407,17 +457,20 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_OPT:
             if (dp_optimizer_parse(optarg, &cfg.optimizer) != DP_OK)
-                return cli_usage_error("--optimizer expects sgd, momentum or adam, got '%s'", optarg);
+                return cli_usage_error("--optimizer expects sgd, momentum or adam, got '%s'",
+                                       optarg);
             break;
         case O_LR:
             if (cli_parse_double("lr", optarg, 1e-12, 1e6, &cfg.lr)) return CLI_BAD_INPUT;
             break;
         case O_MOM:
-            if (cli_parse_double("momentum", optarg, 0, 0.999999, &cfg.momentum)) return CLI_BAD_INPUT;
+            if (cli_parse_double("momentum", optarg, 0, 0.999999, &cfg.momentum))
+                return CLI_BAD_INPUT;
             break;
         case O_SCHED:
             if (dp_lr_schedule_parse(optarg, &cfg.lr_schedule) != DP_OK)
-                return cli_usage_error("--lr-schedule expects constant or cosine, got '%s'", optarg);
+                return cli_usage_error("--lr-schedule expects constant or cosine, got '%s'",
+                                       optarg);
             break;
         case O_EPOCHS:
             if (cli_parse_long("epochs", optarg, 1, 1000000, &v)) return CLI_BAD_INPUT;
@@ -428,11 +481,13 @@ int cmd_train(int argc, char **argv) {
             cfg.max_steps = (uint64_t)v;
             break;
         case O_BATCH:
-            if (cli_parse_double("batch-size", optarg, 1e-9, 1e15, &cfg.batch_size)) return CLI_BAD_INPUT;
+            if (cli_parse_double("batch-size", optarg, 1e-9, 1e15, &cfg.batch_size))
+                return CLI_BAD_INPUT;
             have_batch = 1;
             break;
         case O_RATE:
-            if (cli_parse_double("sample-rate", optarg, 1e-15, 1, &cfg.sample_rate)) return CLI_BAD_INPUT;
+            if (cli_parse_double("sample-rate", optarg, 1e-15, 1, &cfg.sample_rate))
+                return CLI_BAD_INPUT;
             if (cfg.sample_rate <= 0) return cli_usage_error("--sample-rate must be in (0, 1]");
             have_rate = 1;
             break;
@@ -466,7 +521,8 @@ int cmd_train(int argc, char **argv) {
             have_eps = 1;
             break;
         case O_DELTA:
-            if (cli_parse_double("target-delta", optarg, 1e-300, 0.999999, &dv)) return CLI_BAD_INPUT;
+            if (cli_parse_double("target-delta", optarg, 1e-300, 0.999999, &dv))
+                return CLI_BAD_INPUT;
             if (!(dv > 0)) return cli_usage_error("--target-delta must be in (0, 1)");
             cfg.target_delta = dv;
             break;
@@ -474,7 +530,9 @@ int cmd_train(int argc, char **argv) {
             if (dp_accountant_parse(optarg, &cfg.accountant) != DP_OK)
                 return cli_usage_error("--accountant expects rdp or prv, got '%s'", optarg);
             break;
-        case O_NODP: cfg.private_ = 0; break;
+        case O_NODP:
+            cfg.private_ = 0;
+            break;
         case O_SEED:
             if (cli_parse_long("seed", optarg, 0, INT64_MAX, &v)) return CLI_BAD_INPUT;
             cfg.seeded = 1;
@@ -491,13 +549,26 @@ int cmd_train(int argc, char **argv) {
             if (cli_parse_long("log-every", optarg, 1, (long long)1 << 50, &log_every))
                 return CLI_BAD_INPUT;
             break;
-        case O_RESUME: resume = 1; break;
-        case O_FORCE: force = 1; break;
-        case O_QUIET: quiet = 1; break;
-        case O_DEVICE: device = optarg; break;
-        case O_ALLREDUCE: allreduce = optarg; break;
-        case O_NOISEINLINE: cfg.noise_ahead = 0; break;
-        default: return cli_usage_error("unexpected option");
+        case O_RESUME:
+            resume = 1;
+            break;
+        case O_FORCE:
+            force = 1;
+            break;
+        case O_QUIET:
+            quiet = 1;
+            break;
+        case O_DEVICE:
+            device = optarg;
+            break;
+        case O_ALLREDUCE:
+            allreduce = optarg;
+            break;
+        case O_NOISEINLINE:
+            cfg.noise_ahead = 0;
+            break;
+        default:
+            return cli_usage_error("unexpected option");
         }
     }
     if (optind + 1 != argc)
@@ -578,10 +649,10 @@ int cmd_train(int argc, char **argv) {
         st = dp_trainer_resume(ds, ck_path, &t);
         if (st == DP_OK) {
             cli_note("resuming %s at step %llu of %llu (saved configuration; options other than "
-                     "--threads and --quiet are ignored)", run,
-                     (unsigned long long)dp_trainer_steps_done(t),
+                     "--threads and --quiet are ignored)",
+                     run, (unsigned long long)dp_trainer_steps_done(t),
                      (unsigned long long)MIND(dp_trainer_plan(t)->steps,
-                                                dp_trainer_plan(t)->budget_steps));
+                                              dp_trainer_plan(t)->budget_steps));
         }
     } else {
         if (force) unlink(ck_path); /* an old checkpoint must never be resumed into this run */
@@ -593,18 +664,19 @@ int cmd_train(int argc, char **argv) {
     if (!resume) {
         if (tc->private_ && !have_sigma)
             cli_note("noise multiplier %.4g calibrated for epsilon %g at delta %g over %llu steps "
-                     "(sample rate %.4g%s)", plan->noise_multiplier, tc->target_epsilon,
-                     tc->target_delta, (unsigned long long)plan->steps, plan->sample_rate,
+                     "(sample rate %.4g%s)",
+                     plan->noise_multiplier, tc->target_epsilon, tc->target_delta,
+                     (unsigned long long)plan->steps, plan->sample_rate,
                      plan->n_prior ? ", composed with the dataset's earlier releases" : "");
         if (tc->private_ && tc->target_delta >= 1.0 / (double)plan->n_total)
             cli_warn("--target-delta %g is not below 1/N = %g: the guarantee is weak",
                      tc->target_delta, 1.0 / (double)plan->n_total);
         if (tc->private_ && plan->budget_steps < plan->steps)
             cli_warn("the budget epsilon %g allows %llu of the %llu planned steps: training will "
-                     "stop early", tc->target_epsilon, (unsigned long long)plan->budget_steps,
+                     "stop early",
+                     tc->target_epsilon, (unsigned long long)plan->budget_steps,
                      (unsigned long long)plan->steps);
-        if (!tc->private_)
-            cli_warn("--no-dp: this model is NOT private (no clipping, no noise)");
+        if (!tc->private_) cli_warn("--no-dp: this model is NOT private (no clipping, no noise)");
         char *cl = command_line(argc, argv);
         st = write_text(run, "command.txt", cl, 0);
         free(cl);
@@ -631,7 +703,8 @@ int cmd_train(int argc, char **argv) {
     ctx.step0 = dp_trainer_steps_done(t);
     ctx.eps = NAN;
     ctx.val = val;
-    if (val) ctx.val_P = malloc(dp_dataset_rows(val) * (size_t)dp_dataset_classes(val) * sizeof(float));
+    if (val)
+        ctx.val_P = malloc(dp_dataset_rows(val) * (size_t)dp_dataset_classes(val) * sizeof(float));
     const char *kill = getenv("DPSGD_TEST_KILL_AFTER_STEP");
     if (kill) ctx.kill_after = strtoull(kill, NULL, 10);
     progress_init(&ctx.prog, stderr, quiet, dp_trainer_steps_done(t));

@@ -38,15 +38,21 @@ static void fmt_time(double s, char *out, size_t n) {
 }
 
 static void fmt_rate(double r, char *out, size_t n) {
-    if (r >= 1e6) snprintf(out, n, "%.2fM", r / 1e6);
-    else if (r >= 1e3) snprintf(out, n, "%.1fk", r / 1e3);
-    else snprintf(out, n, "%.0f", r);
+    if (r >= 1e6)
+        snprintf(out, n, "%.2fM", r / 1e6);
+    else if (r >= 1e3)
+        snprintf(out, n, "%.1fk", r / 1e3);
+    else
+        snprintf(out, n, "%.0f", r);
 }
 
 static void fmt_eps(double eps, char *out, size_t n) {
-    if (isinf(eps)) snprintf(out, n, "not private");
-    else if (isnan(eps)) snprintf(out, n, "eps ?");
-    else snprintf(out, n, "eps %.3g", eps);
+    if (isinf(eps))
+        snprintf(out, n, "not private");
+    else if (isnan(eps))
+        snprintf(out, n, "eps ?");
+    else
+        snprintf(out, n, "eps %.3g", eps);
 }
 
 void progress_step(progress *p, uint64_t step, uint64_t steps, uint64_t epoch, uint64_t epochs,
@@ -65,10 +71,12 @@ void progress_step(progress *p, uint64_t step, uint64_t steps, uint64_t epoch, u
         enum { W = 24 };
         char bar[W + 1];
         int fill = (int)((double)W * (double)step_in_epoch / (double)steps_per_epoch);
-        for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
+        for (int i = 0; i < W; i++)
+            bar[i] = i < fill ? '#' : '.';
         bar[W] = '\0';
-        fprintf(p->f, "\r\033[Kepoch %llu/%llu [%s] %llu/%llu  loss %.4f (not private)  %s  %s ex/s  "
-                      "left %s",
+        fprintf(p->f,
+                "\r\033[Kepoch %llu/%llu [%s] %llu/%llu  loss %.4f (not private)  %s  %s ex/s  "
+                "left %s",
                 (unsigned long long)epoch + 1, (unsigned long long)epochs, bar,
                 (unsigned long long)step_in_epoch, (unsigned long long)steps_per_epoch, loss, e,
                 rate, left);

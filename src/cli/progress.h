@@ -13,9 +13,9 @@ typedef struct progress {
     FILE *f;
     int tty, quiet;
     double t_start, t_last_draw;
-    uint64_t step_start;       /* steps done when this process started */
-    uint64_t last_line_step;   /* non-tty: last step printed */
-    int drawn;                 /* a bar is on the current line */
+    uint64_t step_start;     /* steps done when this process started */
+    uint64_t last_line_step; /* non-tty: last step printed */
+    int drawn;               /* a bar is on the current line */
 } progress;
 
 void progress_init(progress *p, FILE *f, int quiet, uint64_t step_start);

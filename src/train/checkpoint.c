@@ -44,8 +44,8 @@ DP_API dp_status dp_file_write_atomic_v(const char *path, const void *const *par
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        dp_status s = dp_error(DP_E_IO, "%s: cannot create a temporary file: %s", path,
-                               strerror(errno));
+        dp_status s =
+            dp_error(DP_E_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
         dp_free(tmp);
         return s;
     }
@@ -68,7 +68,10 @@ DP_API dp_status dp_file_write_atomic_v(const char *path, const void *const *par
         char *slash = strrchr(dir, '/');
         const char *d = ".";
         if (slash) {
-            if (slash == dir) slash[1] = '\0'; else *slash = '\0';
+            if (slash == dir)
+                slash[1] = '\0';
+            else
+                *slash = '\0';
             d = dir;
         }
         int dfd = open(d, O_RDONLY | O_DIRECTORY);
@@ -87,19 +90,23 @@ DP_API dp_status dp_file_write_atomic(const char *path, const void *data, size_t
 }
 
 static void put_u32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 static uint32_t get_u32(const unsigned char *p) {
     uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 static uint64_t get_u64(const unsigned char *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -114,8 +121,7 @@ DP_API dp_status dp_checkpoint_write(const char *path, const dp_checkpoint *ck) 
     put_u64(head + 24, ck->n_params);
     put_u64(head + 32, ck->n_state);
     const void *parts[5] = {head, ck->json, ck->params, ck->state, sum};
-    size_t lens[5] = {HEADER, jlen, ck->n_params * sizeof(float), ck->n_state * sizeof(float),
-                      SUM};
+    size_t lens[5] = {HEADER, jlen, ck->n_params * sizeof(float), ck->n_state * sizeof(float), SUM};
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, SUM);
     for (int i = 0; i < 4; i++)

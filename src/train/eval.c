@@ -45,7 +45,8 @@ DP_API double dp_eval_roc_auc(const double *s, const uint8_t *pos, size_t n) {
     double rank_sum = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i, p = 0;
-        while (j < n && v[j].s == v[i].s) p += v[j++].pos;
+        while (j < n && v[j].s == v[i].s)
+            p += v[j++].pos;
         rank_sum += (double)p * (0.5 * (double)(i + 1 + j));
         i = j;
     }
@@ -64,7 +65,8 @@ DP_API double dp_eval_average_precision(const double *s, const uint8_t *pos, siz
     double ap = 0, tp = 0, all = 0;
     for (size_t j = n; j > 0;) { /* descending score */
         size_t i = j, p = 0;
-        while (i > 0 && v[i - 1].s == v[j - 1].s) p += v[--i].pos;
+        while (i > 0 && v[i - 1].s == v[j - 1].s)
+            p += v[--i].pos;
         tp += (double)p;
         all += (double)(j - i);
         ap += ((double)p / (double)np) * (tp / all);

@@ -61,8 +61,8 @@ DP_API dp_status dp_metrics_truncate_after(const char *path, uint64_t max_step) 
         cJSON *o = cJSON_Parse(line);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
         /* A torn last line (the run was killed mid-write) does not parse: drop it. */
-        int keep = o && cJSON_IsNumber(s) && s->valuedouble <= (double)max_step &&
-                   line[n - 1] == '\n';
+        int keep =
+            o && cJSON_IsNumber(s) && s->valuedouble <= (double)max_step && line[n - 1] == '\n';
         cJSON_Delete(o);
         if (!keep) continue;
         if (len + (size_t)n > cap) {

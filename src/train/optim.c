@@ -9,8 +9,8 @@
 #include "core/dp_internal.h"
 #include "train/train_internal.h"
 
-dp_status optim_init(dp_optim *o, dp_optimizer_kind kind, size_t n, double momentum,
-                     double beta1, double beta2, double eps) {
+dp_status optim_init(dp_optim *o, dp_optimizer_kind kind, size_t n, double momentum, double beta1,
+                     double beta2, double eps) {
     memset(o, 0, sizeof *o);
     o->kind = kind;
     o->n = n;
@@ -34,15 +34,19 @@ void optim_free(dp_optim *o) {
 
 size_t optim_state_len(const dp_optim *o) {
     switch (o->kind) {
-    case DP_OPT_SGD: return 0;
-    case DP_OPT_MOMENTUM: return o->n;
-    case DP_OPT_ADAM: return 2 * o->n;
+    case DP_OPT_SGD:
+        return 0;
+    case DP_OPT_MOMENTUM:
+        return o->n;
+    case DP_OPT_ADAM:
+        return 2 * o->n;
     }
     return 0;
 }
 
 static void sgd(size_t n, float *restrict p, const float *restrict g, float lr) {
-    for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
+    for (size_t i = 0; i < n; i++)
+        p[i] -= lr * g[i];
 }
 
 /* PyTorch SGD(momentum=mu, dampening=0): v <- mu v + g (v = g on the first
@@ -72,8 +76,12 @@ static void adam(size_t n, float *restrict p, const float *restrict g, float *re
 
 void optim_step(dp_optim *o, float *restrict p, const float *restrict g, double lr) {
     switch (o->kind) {
-    case DP_OPT_SGD: sgd(o->n, p, g, (float)lr); break;
-    case DP_OPT_MOMENTUM: momentum(o->n, p, g, o->state, (float)o->momentum, (float)lr); break;
+    case DP_OPT_SGD:
+        sgd(o->n, p, g, (float)lr);
+        break;
+    case DP_OPT_MOMENTUM:
+        momentum(o->n, p, g, o->state, (float)o->momentum, (float)lr);
+        break;
     case DP_OPT_ADAM:
         adam(o->n, p, g, o->state, o->state + o->n, o->beta1, o->beta2, o->eps, lr, o->t + 1);
         break;

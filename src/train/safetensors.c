@@ -25,7 +25,9 @@ struct dp_model {
     size_t n_features;
 };
 
-static const char *act_name(dp_activation a) { return a == DP_ACT_TANH ? "tanh" : "relu"; }
+static const char *act_name(dp_activation a) {
+    return a == DP_ACT_TANH ? "tanh" : "relu";
+}
 
 DP_API dp_status dp_model_save(const char *path, dp_mlp *m, const char *const *feature_names,
                                const char *schema_hash, const char *privacy_json) {
@@ -92,7 +94,8 @@ DP_API dp_status dp_model_save(const char *path, dp_mlp *m, const char *const *f
         memcpy(h, head, hlen);
         memset(h + hlen, ' ', padded - hlen);
         unsigned char len8[8];
-        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+        for (int i = 0; i < 8; i++)
+            len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
         const void *parts[3] = {len8, h, dp_mlp_params(m)};
         size_t lens[3] = {8, padded, dp_mlp_nparams(m) * sizeof(float)};
         st = dp_file_write_atomic_v(path, parts, lens, 3);
@@ -116,13 +119,18 @@ DP_API void dp_model_destroy(dp_model *model) {
     if (!model) return;
     dp_mlp_destroy(model->mlp);
     cJSON_Delete(model->meta);
-    for (size_t j = 0; j < model->n_features; j++) dp_free(model->features[j]);
+    for (size_t j = 0; j < model->n_features; j++)
+        dp_free(model->features[j]);
     dp_free(model->features);
     dp_free(model);
 }
 
-DP_API dp_mlp *dp_model_mlp(dp_model *model) { return model->mlp; }
-DP_API size_t dp_model_n_features(const dp_model *model) { return model->n_features; }
+DP_API dp_mlp *dp_model_mlp(dp_model *model) {
+    return model->mlp;
+}
+DP_API size_t dp_model_n_features(const dp_model *model) {
+    return model->n_features;
+}
 DP_API const char *dp_model_feature(const dp_model *model, size_t j) {
     return j < model->n_features ? model->features[j] : NULL;
 }
@@ -180,21 +188,24 @@ DP_API dp_status dp_model_load(const char *path, size_t max_micro, dp_model **ou
     size_t got = fread(buf, 1, size, f);
     fclose(f);
     if (got != size) BAD("%s: read failed", path);
-    if (size < 8) BAD("%s: not a safetensors file (%zu bytes, shorter than its 8-byte header)",
-                      path, size);
+    if (size < 8)
+        BAD("%s: not a safetensors file (%zu bytes, shorter than its 8-byte header)", path, size);
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | buf[i];
     if (hlen > MAX_HEADER || hlen > size - 8)
         BAD("%s:0: not a safetensors file or truncated (header length %llu, file of %zu bytes)",
             path, (unsigned long long)hlen, size);
-    if (hlen == 0 || buf[8] != '{') BAD("%s:8: not a safetensors file (header is not a JSON object)", path);
+    if (hlen == 0 || buf[8] != '{')
+        BAD("%s:8: not a safetensors file (header is not a JSON object)", path);
     root = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hlen);
     if (!cJSON_IsObject(root)) BAD("%s:8: malformed safetensors header (invalid JSON)", path);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(meta, "format");
     if (!cJSON_IsObject(meta) || !cJSON_IsString(fmt) || strcmp(fmt->valuestring, "dpsgd-mlp"))
         BAD("%s: a safetensors file but not a dpsgd model (expected __metadata__.format "
-            "'dpsgd-mlp')", path);
+            "'dpsgd-mlp')",
+            path);
     for (const cJSON *it = meta->child; it; it = it->next)
         if (!cJSON_IsString(it)) BAD("%s: __metadata__.%s is not a string", path, it->string);
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(meta, "format_version");
@@ -220,12 +231,16 @@ DP_API dp_status dp_model_load(const char *path, size_t max_micro, dp_model **ou
             BAD("%s: __metadata__.architecture: width %d is not a positive integer", path, i);
     cfg.n_in = widths[0];
     cfg.n_hidden = n_w - 2;
-    for (int l = 0; l < cfg.n_hidden; l++) cfg.hidden[l] = (int)widths[l + 1];
+    for (int l = 0; l < cfg.n_hidden; l++)
+        cfg.hidden[l] = (int)widths[l + 1];
     cfg.n_classes = (int)widths[n_w - 1];
     const char *act = cJSON_GetObjectItemCaseSensitive(meta, "activation")->valuestring;
-    if (!strcmp(act, "relu")) cfg.activation = DP_ACT_RELU;
-    else if (!strcmp(act, "tanh")) cfg.activation = DP_ACT_TANH;
-    else BAD("%s: __metadata__.activation: expected relu or tanh, found '%s'", path, act);
+    if (!strcmp(act, "relu"))
+        cfg.activation = DP_ACT_RELU;
+    else if (!strcmp(act, "tanh"))
+        cfg.activation = DP_ACT_TANH;
+    else
+        BAD("%s: __metadata__.activation: expected relu or tanh, found '%s'", path, act);
     if (cfg.n_classes < 2) BAD("%s: __metadata__.architecture: fewer than 2 classes", path);
     const char *cls = cJSON_GetObjectItemCaseSensitive(meta, "classes")->valuestring;
     if (strtol(cls, NULL, 10) != cfg.n_classes)
@@ -242,7 +257,8 @@ DP_API dp_status dp_model_load(const char *path, size_t max_micro, dp_model **ou
     model->n_features = cfg.n_in;
     size_t j = 0;
     for (const cJSON *it = feats->child; it; it = it->next, j++) {
-        if (!cJSON_IsString(it)) BAD("%s: __metadata__.feature_names[%zu] is not a string", path, j);
+        if (!cJSON_IsString(it))
+            BAD("%s: __metadata__.feature_names[%zu] is not a string", path, j);
         if (!(model->features[j] = dp_strdup(it->valuestring))) goto nomem;
     }
     st = dp_mlp_create(&cfg, max_micro ? max_micro : 256, &model->mlp);
@@ -280,8 +296,7 @@ DP_API dp_status dp_model_load(const char *path, size_t max_micro, dp_model **ou
             if (!cJSON_IsArray(sh) || rank != (which ? 1 : 2) ||
                 !as_size(cJSON_GetArrayItem(sh, 0), &s0) ||
                 (!which && !as_size(cJSON_GetArrayItem(sh, 1), &s1)) || s0 != n_out ||
-                (!which && s1 != n_in))
-            {
+                (!which && s1 != n_in)) {
                 if (which) BAD("%s: tensor '%s': expected shape [%zu]", path, name, n_out);
                 BAD("%s: tensor '%s': expected shape [%zu, %zu]", path, name, n_out, n_in);
             }
@@ -291,7 +306,8 @@ DP_API dp_status dp_model_load(const char *path, size_t max_micro, dp_model **ou
             size_t count = which ? n_out : n_out * n_in;
             if (e < b || e - b != count * 4 || e > data_len)
                 BAD("%s: tensor '%s': data_offsets [%zu, %zu] do not hold %zu floats within the "
-                    "%zu data bytes (truncated or corrupt)", path, name, b, e, count, data_len);
+                    "%zu data bytes (truncated or corrupt)",
+                    path, name, b, e, count, data_len);
             float *dst = params + (which ? b_off : w_off);
             memcpy(dst, data + b, count * 4);
             for (size_t i = 0; i < count; i++)

@@ -20,8 +20,8 @@ typedef struct dp_optim {
     float *state; /* optim_state_len() floats, zero at start */
 } dp_optim;
 
-dp_status optim_init(dp_optim *o, dp_optimizer_kind kind, size_t n, double momentum,
-                     double beta1, double beta2, double eps);
+dp_status optim_init(dp_optim *o, dp_optimizer_kind kind, size_t n, double momentum, double beta1,
+                     double beta2, double eps);
 void optim_free(dp_optim *o);
 size_t optim_state_len(const dp_optim *o);
 /* p -= update(g) with learning rate lr; g is [n], p is [n]. */

@@ -190,7 +190,8 @@ static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
     const float *buf;
     if (p->started) {
         pthread_mutex_lock(&p->mu);
-        while (p->filled <= step && p->err == DP_OK) pthread_cond_wait(&p->cv, &p->mu);
+        while (p->filled <= step && p->err == DP_OK)
+            pthread_cond_wait(&p->cv, &p->mu);
         dp_status err = p->err;
         pthread_mutex_unlock(&p->mu);
         if (err != DP_OK) return dp_error(err, "%s", p->errmsg);
@@ -199,7 +200,8 @@ static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
         DP_TRY(pump_fill(p, step, p->buf[0]));
         buf = p->buf[0];
     }
-    for (size_t i = 0; i < p->n; i++) g[i] += buf[i];
+    for (size_t i = 0; i < p->n; i++)
+        g[i] += buf[i];
     if (p->started) {
         pthread_mutex_lock(&p->mu);
         p->consumed = step + 1;
@@ -269,13 +271,16 @@ static dp_status make_plan(const dp_train_config *c, size_t n_total, int n_layer
     if (!(q > 0 && q <= 1))
         return dp_error(DP_E_USAGE,
                         "trainer: sample rate must be in (0, 1], found %g (batch size %g of %zu "
-                        "rows)", q, c->batch_size, n_total);
+                        "rows)",
+                        q, c->batch_size, n_total);
     p->sample_rate = q;
     p->expected_batch = q * (double)n_total;
     double spe = floor(1.0 / q + 0.5);
     p->steps_per_epoch = spe < 1 ? 1 : (uint64_t)spe;
-    p->steps = c->max_steps ? c->max_steps : (uint64_t)(c->epochs > 0 ? c->epochs : 0) * p->steps_per_epoch;
-    if (p->steps == 0) return dp_error(DP_E_USAGE, "trainer: zero steps planned (epochs %d)", c->epochs);
+    p->steps = c->max_steps ? c->max_steps
+                            : (uint64_t)(c->epochs > 0 ? c->epochs : 0) * p->steps_per_epoch;
+    if (p->steps == 0)
+        return dp_error(DP_E_USAGE, "trainer: zero steps planned (epochs %d)", c->epochs);
     p->budget_steps = p->steps;
     p->sensitivity = c->private_ ? dp_clip_sensitivity(&c->clip, n_layers) : 0;
     return DP_OK;
@@ -310,7 +315,8 @@ static dp_status check_config(const dp_train_config *c, const dp_dataset *ds) {
                 if (!(c->clip.layer_norms[l] > 0))
                     return dp_error(DP_E_USAGE,
                                     "trainer: per-layer clipping needs %d bounds > 0 (layer %d "
-                                    "has %g)", c->n_hidden + 1, l, c->clip.layer_norms[l]);
+                                    "has %g)",
+                                    c->n_hidden + 1, l, c->clip.layer_norms[l]);
         if (!(c->target_delta > 0 && c->target_delta < 1))
             return dp_error(DP_E_USAGE, "trainer: target_delta must be in (0, 1), found %g",
                             c->target_delta);
@@ -341,8 +347,8 @@ static dp_status build(dp_trainer *t, const dp_dataset *ds) {
     mc.activation = c->activation;
     DP_TRY(dp_mlp_create(&mc, c->micro_batch, &t->mlp));
     t->n_params = dp_mlp_nparams(t->mlp);
-    DP_TRY(optim_init(&t->opt, c->optimizer, t->n_params, c->momentum, c->adam_beta1,
-                      c->adam_beta2, c->adam_eps));
+    DP_TRY(optim_init(&t->opt, c->optimizer, t->n_params, c->momentum, c->adam_beta1, c->adam_beta2,
+                      c->adam_eps));
     t->clip = c->clip;
     if (!c->private_) t->clip.mode = DP_CLIP_NONE;
     /* Buffers sized once from public quantities: the sampler's bound on
@@ -434,8 +440,7 @@ DP_API dp_status dp_trainer_create(const dp_dataset *ds, const dp_train_config *
                 st = dp_error(DP_E_PRIVACY,
                               "trainer: not one step fits in epsilon %g at delta %g with noise "
                               "multiplier %g (earlier entries spent %g)",
-                              cfg->target_epsilon, cfg->target_delta, sigma,
-                              t->plan.prior_epsilon);
+                              cfg->target_epsilon, cfg->target_delta, sigma, t->plan.prior_epsilon);
                 goto fail;
             }
         }
@@ -458,7 +463,8 @@ DP_API void dp_trainer_destroy(dp_trainer *t) {
     dp_free(t->xbuf);
     dp_free(t->ybuf);
     dp_free(t->grad);
-    for (int i = 0; i < PUMP_DEPTH; i++) dp_free(t->pump.buf[i]);
+    for (int i = 0; i < PUMP_DEPTH; i++)
+        dp_free(t->pump.buf[i]);
     sodium_memzero(&t->key_sample, sizeof t->key_sample);
     sodium_memzero(&t->key_noise, sizeof t->key_noise);
     dp_free(t);
@@ -490,8 +496,8 @@ static dp_status step_once(dp_trainer *t, dp_step_info *info) {
     }
     double t0 = now();
     size_t count = 0;
-    DP_TRY(dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin,
-                             t->end, t->idx, t->cap, &count));
+    DP_TRY(dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin, t->end,
+                             t->idx, t->cap, &count));
     double t1 = now();
     t->tm.sample += t1 - t0;
 
@@ -526,7 +532,8 @@ static dp_status step_once(dp_trainer *t, dp_step_info *info) {
         scale = (float)(1.0 / p->expected_batch);
     else
         scale = count ? (float)(1.0 / (double)count) : 0.0f;
-    for (size_t i = 0; i < P; i++) g[i] *= scale;
+    for (size_t i = 0; i < P; i++)
+        g[i] *= scale;
     uint64_t total = DP_MIN(p->steps, p->budget_steps);
     optim_step(&t->opt, dp_mlp_params(t->mlp), g,
                lr_at(t->cfg.lr_schedule, t->cfg.lr, t->step, total));
@@ -587,14 +594,30 @@ DP_API dp_status dp_trainer_run(dp_trainer *t, dp_train_callback cb, void *ud) {
     return DP_OK;
 }
 
-DP_API dp_stop_reason dp_trainer_stop_reason(const dp_trainer *t) { return t->stop; }
-DP_API const dp_train_config *dp_trainer_config(const dp_trainer *t) { return &t->cfg; }
-DP_API const dp_train_plan *dp_trainer_plan(const dp_trainer *t) { return &t->plan; }
-DP_API uint64_t dp_trainer_steps_done(const dp_trainer *t) { return t->step; }
-DP_API dp_mlp *dp_trainer_mlp(dp_trainer *t) { return t->mlp; }
-DP_API const dp_ledger *dp_trainer_ledger(const dp_trainer *t) { return t->ledger; }
-DP_API int dp_trainer_seeded(const dp_trainer *t) { return t->seeded; }
-DP_API void dp_trainer_timings(const dp_trainer *t, dp_train_timings *out) { *out = t->tm; }
+DP_API dp_stop_reason dp_trainer_stop_reason(const dp_trainer *t) {
+    return t->stop;
+}
+DP_API const dp_train_config *dp_trainer_config(const dp_trainer *t) {
+    return &t->cfg;
+}
+DP_API const dp_train_plan *dp_trainer_plan(const dp_trainer *t) {
+    return &t->plan;
+}
+DP_API uint64_t dp_trainer_steps_done(const dp_trainer *t) {
+    return t->step;
+}
+DP_API dp_mlp *dp_trainer_mlp(dp_trainer *t) {
+    return t->mlp;
+}
+DP_API const dp_ledger *dp_trainer_ledger(const dp_trainer *t) {
+    return t->ledger;
+}
+DP_API int dp_trainer_seeded(const dp_trainer *t) {
+    return t->seeded;
+}
+DP_API void dp_trainer_timings(const dp_trainer *t, dp_train_timings *out) {
+    *out = t->tm;
+}
 
 DP_API dp_status dp_trainer_epsilon(const dp_trainer *t, double *eps) {
     if (!t->cfg.private_) {
@@ -614,7 +637,8 @@ static cJSON *config_json(const dp_train_config *c) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON *h = cJSON_AddArrayToObject(o, "hidden");
-    for (int l = 0; l < c->n_hidden; l++) cJSON_AddItemToArray(h, cJSON_CreateNumber(c->hidden[l]));
+    for (int l = 0; l < c->n_hidden; l++)
+        cJSON_AddItemToArray(h, cJSON_CreateNumber(c->hidden[l]));
     cJSON_AddStringToObject(o, "activation", c->activation == DP_ACT_TANH ? "tanh" : "relu");
     cJSON *w = cJSON_AddArrayToObject(o, "class_weight");
     for (int i = 0; i < c->n_class_weight; i++)
@@ -662,7 +686,9 @@ DP_API dp_status dp_train_config_to_json(const dp_train_config *cfg, char **json
     return DP_OK;
 }
 
-DP_API void dp_train_free_string(char *s) { cJSON_free(s); }
+DP_API void dp_train_free_string(char *s) {
+    cJSON_free(s);
+}
 
 static int num(const cJSON *o, const char *k, double *v) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -722,7 +748,8 @@ static dp_status config_from(const cJSON *o, dp_train_config *c) {
                                                         : DP_CLIP_NONE;
     NEED(num(o, "max_grad_norm", &c->clip.max_grad_norm), "max_grad_norm");
     const cJSON *ln = cJSON_GetObjectItemCaseSensitive(o, "per_layer_max_grad_norm");
-    NEED(cJSON_IsArray(ln) && cJSON_GetArraySize(ln) <= DP_MLP_MAX_LAYERS, "per_layer_max_grad_norm");
+    NEED(cJSON_IsArray(ln) && cJSON_GetArraySize(ln) <= DP_MLP_MAX_LAYERS,
+         "per_layer_max_grad_norm");
     int l = 0;
     for (const cJSON *it = ln->child; it; it = it->next) {
         NEED(cJSON_IsNumber(it), "per_layer_max_grad_norm");
@@ -838,7 +865,8 @@ DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_tr
     if (strcmp(sh->valuestring, dp_dataset_schema_hash(ds))) {
         st = dp_error(DP_E_SCHEMA,
                       "%s: the checkpoint was written for a dataset of schema %.12s, this one "
-                      "has %.12s", path, sh->valuestring, dp_dataset_schema_hash(ds));
+                      "has %.12s",
+                      path, sh->valuestring, dp_dataset_schema_hash(ds));
         goto fail;
     }
     t = dp_calloc(1, sizeof *t);
@@ -857,8 +885,10 @@ DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_tr
     if ((st = make_plan(&t->cfg, dp_dataset_rows_total(ds), t->cfg.n_hidden + 1, &t->plan)))
         goto fail;
     if (!num(p, "n_total", &v) || (size_t)v != t->plan.n_total) {
-        st = dp_error(DP_E_SCHEMA, "%s: the checkpoint was written for a split of %.0f rows, this "
-                      "one has %zu", path, v, t->plan.n_total);
+        st = dp_error(DP_E_SCHEMA,
+                      "%s: the checkpoint was written for a split of %.0f rows, this "
+                      "one has %zu",
+                      path, v, t->plan.n_total);
         goto fail;
     }
     if (!num(p, "budget_steps", &v)) BADCK("plan.budget_steps");
@@ -869,9 +899,10 @@ DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_tr
     t->plan.noise_std = t->plan.noise_multiplier * t->plan.sensitivity;
     if ((st = build(t, ds)) != DP_OK) goto fail;
     if (ck.n_params != t->n_params || ck.n_state != optim_state_len(&t->opt)) {
-        st = dp_error(DP_E_FORMAT, "%s: checkpoint holds %zu parameters and %zu state values, "
-                      "the configured network needs %zu and %zu", path, ck.n_params, ck.n_state,
-                      t->n_params, optim_state_len(&t->opt));
+        st = dp_error(DP_E_FORMAT,
+                      "%s: checkpoint holds %zu parameters and %zu state values, "
+                      "the configured network needs %zu and %zu",
+                      path, ck.n_params, ck.n_state, t->n_params, optim_state_len(&t->opt));
         goto fail;
     }
     memcpy(dp_mlp_params(t->mlp), ck.params, ck.n_params * sizeof(float));
