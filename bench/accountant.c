@@ -83,7 +83,8 @@ int main(int argc, char **argv) {
                 r.eps_ms = 1e3 * t[reps / 2];
                 for (int rep = 0; rep < reps; rep++) {
                     double t0 = now();
-                    dp_status st = dp_account_sigma(k, NULL, 0, r.q, r.T, target, delta, &r.sigma_cal);
+                    dp_status st =
+                        dp_account_sigma(k, NULL, 0, r.q, r.T, target, delta, &r.sigma_cal);
                     t[rep] = now() - t0;
                     if (st != DP_OK) {
                         fprintf(stderr, "calibration: %s\n", dp_last_error());
@@ -97,7 +98,8 @@ int main(int argc, char **argv) {
     free(t);
     if (json) {
         printf("{\"bench\": \"accountant\", \"delta\": %g, \"target_epsilon\": %g, \"reps\": %d, "
-               "\"rows\": [", delta, target, reps);
+               "\"rows\": [",
+               delta, target, reps);
         for (int i = 0; i < nr; i++)
             printf("%s{\"accountant\": \"%s\", \"sample_rate\": %g, \"noise_multiplier\": %g, "
                    "\"steps\": %llu, \"epsilon\": %.6g, \"epsilon_ms\": %.3f, "
@@ -110,7 +112,8 @@ int main(int argc, char **argv) {
     }
     printf("epsilon at sigma 1 and the sigma for epsilon %g (delta %g); median of %d runs\n\n",
            target, delta, reps);
-    printf("| accountant | q | steps | epsilon (sigma 1) | time ms | sigma for eps 1 | time ms | FFT points |\n");
+    printf("| accountant | q | steps | epsilon (sigma 1) | time ms | sigma for eps 1 | time ms | "
+           "FFT points |\n");
     printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < nr; i++)
         printf("| %s | %g | %llu | %.4f | %.2f | %.4f | %.1f | %zu |\n", rows[i].acc, rows[i].q,

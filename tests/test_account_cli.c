@@ -42,9 +42,10 @@ Test(account_cli, json_fields_parse_and_match_the_library) {
     const char *acc[2] = {"rdp", "prv"};
     for (int k = 0; k < 1 + have_prv(); k++) {
         char args[256];
-        snprintf(args, sizeof args,
-                 "--sample-rate 0.004 --noise-multiplier 1.1 --steps 2500 --delta 1e-6 --accountant %s",
-                 acc[k]);
+        snprintf(
+            args, sizeof args,
+            "--sample-rate 0.004 --noise-multiplier 1.1 --steps 2500 --delta 1e-6 --accountant %s",
+            acc[k]);
         cJSON *j = run_json(args);
         cr_assert_str_eq(cJSON_GetObjectItem(j, "accountant")->valuestring, acc[k]);
         cr_assert_eq(num(j, "sample_rate"), 0.004);
@@ -84,8 +85,9 @@ Test(account_cli, epochs_and_batch_size_are_conveniences) {
 
 Test(account_cli, human_output_names_the_best_order) {
     char *out = NULL, *err = NULL;
-    int rc = tu_run(&out, &err, "account --sample-rate 0.01 --noise-multiplier 1 --steps 100 "
-                                "--delta 1e-5");
+    int rc = tu_run(&out, &err,
+                    "account --sample-rate 0.01 --noise-multiplier 1 --steps 100 "
+                    "--delta 1e-5");
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert(strstr(out, "epsilon") && strstr(out, "best RDP order"), "%s", out);
     free(out);

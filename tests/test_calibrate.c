@@ -21,7 +21,8 @@ static int have_prv(void) {
 static double eps_of(dp_accountant_kind k, const dp_privacy_event *prior, size_t n_prior,
                      dp_privacy_event run) {
     dp_privacy_event ev[8];
-    for (size_t i = 0; i < n_prior; i++) ev[i] = prior[i];
+    for (size_t i = 0; i < n_prior; i++)
+        ev[i] = prior[i];
     ev[n_prior] = run;
     double e;
     cr_assert_eq(dp_account_epsilon(k, ev, n_prior + 1, 1e-5, &e), DP_OK, "%s", dp_last_error());
@@ -78,9 +79,9 @@ Test(calibrate, census_table_of_the_field_notes) {
         uint64_t T;
         double sig[3];
     } rows[] = {
-        {1024, 4882, {0.88, 0.61, 0.47}},  {1024, 19531, {0.96, 0.65, 0.50}},
-        {4096, 1220, {1.05, 0.70, 0.53}},  {4096, 4882, {1.37, 0.80, 0.59}},
-        {16384, 305, {1.46, 0.88, 0.62}},  {16384, 1220, {2.47, 1.14, 0.74}},
+        {1024, 4882, {0.88, 0.61, 0.47}}, {1024, 19531, {0.96, 0.65, 0.50}},
+        {4096, 1220, {1.05, 0.70, 0.53}}, {4096, 4882, {1.37, 0.80, 0.59}},
+        {16384, 305, {1.46, 0.88, 0.62}}, {16384, 1220, {2.47, 1.14, 0.74}},
     };
     const double eps[3] = {1, 3, 8};
     for (int r = 0; r < 6; r++)

@@ -55,7 +55,8 @@ Test(ledger, epsilon_is_the_composition_of_the_entries) {
         double e0;
         cr_assert_eq(dp_ledger_epsilon(l, &e0), DP_OK);
         cr_assert_eq(e0, 0.0);
-        for (int i = 0; i < 3; i++) cr_assert_eq(dp_ledger_add(l, "x", evs[i]), DP_OK);
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(dp_ledger_add(l, "x", evs[i]), DP_OK);
         double a, b;
         cr_assert_eq(dp_ledger_epsilon(l, &a), DP_OK);
         cr_assert_eq(dp_account_epsilon(k, evs, 3, 1e-5, &b), DP_OK);
@@ -111,15 +112,18 @@ Test(ledger, max_steps_stops_at_the_budget) {
 Test(ledger, json_round_trips_and_states_the_neighbouring_relation) {
     dp_ledger *l;
     cr_assert_eq(dp_ledger_create(DP_ACCOUNTANT_RDP, 3e-7, &l), DP_OK);
-    cr_assert_eq(dp_ledger_add(l, "prep: mean of \"AGEP\"\n", (dp_privacy_event){1.0, 20.5, 3}), DP_OK);
-    cr_assert_eq(dp_ledger_add(l, "train", (dp_privacy_event){0.0012345678901234567, 0.7, 123456789}),
+    cr_assert_eq(dp_ledger_add(l, "prep: mean of \"AGEP\"\n", (dp_privacy_event){1.0, 20.5, 3}),
                  DP_OK);
+    cr_assert_eq(
+        dp_ledger_add(l, "train", (dp_privacy_event){0.0012345678901234567, 0.7, 123456789}),
+        DP_OK);
     char *json;
     cr_assert_eq(dp_ledger_to_json(l, &json), DP_OK);
     /* An independent reader sees the documented fields. */
     cJSON *root = cJSON_Parse(json);
     cr_assert_not_null(root, "%s", json);
-    cr_assert_str_eq(cJSON_GetObjectItem(root, "neighbouring")->valuestring, "add/remove one record");
+    cr_assert_str_eq(cJSON_GetObjectItem(root, "neighbouring")->valuestring,
+                     "add/remove one record");
     cr_assert_str_eq(cJSON_GetObjectItem(root, "accountant")->valuestring, "rdp");
     cr_assert_eq(cJSON_GetObjectItem(root, "delta")->valuedouble, 3e-7);
     double eps;
@@ -161,31 +165,39 @@ static void refused(const char *json, const char *needle) {
 }
 
 Test(ledger, malformed_or_foreign_json_is_refused) {
-    const char *ok_head = "{\"accountant\":\"rdp\",\"delta\":1e-5,\"neighbouring\":\"add/remove one record\",";
+    const char *ok_head =
+        "{\"accountant\":\"rdp\",\"delta\":1e-5,\"neighbouring\":\"add/remove one record\",";
     char buf[512];
     refused("{\"accountant\":\"rdp\"", "offset");
     refused("[1,2]", "object");
     refused("{\"accountant\":\"gdp\",\"delta\":1e-5,\"neighbouring\":\"add/remove one record\","
-            "\"entries\":[]}", "accountant");
+            "\"entries\":[]}",
+            "accountant");
     refused("{\"accountant\":\"rdp\",\"delta\":1.5,\"neighbouring\":\"add/remove one record\","
-            "\"entries\":[]}", "delta");
+            "\"entries\":[]}",
+            "delta");
     refused("{\"accountant\":\"rdp\",\"delta\":1e-5,\"neighbouring\":\"replace one record\","
-            "\"entries\":[]}", "neighbouring");
+            "\"entries\":[]}",
+            "neighbouring");
     snprintf(buf, sizeof buf, "%s\"entries\":{}}", ok_head);
     refused(buf, "entries");
-    snprintf(buf, sizeof buf, "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":0.1,\"steps\":3}]}", ok_head);
+    snprintf(buf, sizeof buf, "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":0.1,\"steps\":3}]}",
+             ok_head);
     refused(buf, "entry 0");
     snprintf(buf, sizeof buf,
-             "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":0.1,\"noise_multiplier\":1,\"steps\":2.5}]}",
+             "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":0.1,\"noise_multiplier\":1,\"steps\":"
+             "2.5}]}",
              ok_head);
     refused(buf, "whole number");
-    snprintf(buf, sizeof buf,
-             "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":0.1,\"noise_multiplier\":1,\"steps\":0}]}",
-             ok_head);
+    snprintf(
+        buf, sizeof buf,
+        "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":0.1,\"noise_multiplier\":1,\"steps\":0}]}",
+        ok_head);
     refused(buf, "whole number");
-    snprintf(buf, sizeof buf,
-             "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":1.1,\"noise_multiplier\":1,\"steps\":1}]}",
-             ok_head);
+    snprintf(
+        buf, sizeof buf,
+        "%s\"entries\":[{\"what\":\"t\",\"sample_rate\":1.1,\"noise_multiplier\":1,\"steps\":1}]}",
+        ok_head);
     dp_ledger *l;
     cr_assert_eq(dp_ledger_from_json(buf, &l), DP_E_RANGE);
     cr_assert(strstr(dp_last_error(), "entry 0") != NULL, "%s", dp_last_error());

@@ -40,10 +40,14 @@ static dp_prv_result prv(double q, double s, uint64_t T, double delta) {
 static double solve(long double (*d)(double, const double *), const double *par, double delta) {
     double lo = 0, hi = 1;
     if (d(0.0, par) <= delta) return 0.0;
-    while (d(hi, par) > delta) lo = hi, hi *= 2;
+    while (d(hi, par) > delta)
+        lo = hi, hi *= 2;
     for (int i = 0; i < 44; i++) { /* to 1e-13 relative */
         double m = 0.5 * (lo + hi);
-        if (d(m, par) > delta) lo = m; else hi = m;
+        if (d(m, par) > delta)
+            lo = m;
+        else
+            hi = m;
     }
     return hi;
 }
@@ -96,7 +100,9 @@ Test(prv, large_epsilons_up_to_hundreds_stay_exact) {
 static long double zof(long double q, long double s, long double u) {
     return s * s * log1pl(expm1l(u) / q) + 0.5L;
 }
-static long double Phic(long double x) { return 0.5L * erfcl(x / sqrtl(2.0L)); }
+static long double Phic(long double x) {
+    return 0.5L * erfcl(x / sqrtl(2.0L));
+}
 static long double lossl(long double q, long double s, long double z) {
     long double w = (2 * z - 1) / (2 * s * s);
     return w > 30 ? logl(q) + w + log1pl((1 - q) / q * expl(-w)) : log1pl(q * expm1l(w));
@@ -112,11 +118,16 @@ static long double d1_remove(long double q, long double s, long double e) {
 static long double d1_add(long double q, long double s, long double e) {
     if (e >= -log1pl(-q)) return 0.0L;
     long double z = zof(q, s, -e);
-    return (1 - Phic(z / s)) - expl(e) * ((1 - q) * (1 - Phic(z / s)) + q * (1 - Phic((z - 1) / s)));
+    return (1 - Phic(z / s)) -
+           expl(e) * ((1 - q) * (1 - Phic(z / s)) + q * (1 - Phic((z - 1) / s)));
 }
 
-static long double d1r(double e, const double *p) { return d1_remove(p[0], p[1], e); }
-static long double d1a(double e, const double *p) { return d1_add(p[0], p[1], e); }
+static long double d1r(double e, const double *p) {
+    return d1_remove(p[0], p[1], e);
+}
+static long double d1a(double e, const double *p) {
+    return d1_add(p[0], p[1], e);
+}
 
 /* Two steps: delta_2(e) = E_{Z1}[delta_1(e - Y(Z1))], one integral by Simpson. */
 static long double d2(double e, const double *p, int add) {
@@ -125,15 +136,21 @@ static long double d2(double e, const double *p, int add) {
     long double h = (hi - lo) / n, acc = 0, c = 1 / (s * sqrtl(2 * M_PI));
     for (long i = 0; i <= n; i++) {
         long double z = lo + i * h;
-        long double d0 = c * expl(-z * z / (2 * s * s)), d1 = c * expl(-(z - 1) * (z - 1) / (2 * s * s));
+        long double d0 = c * expl(-z * z / (2 * s * s)),
+                    d1 = c * expl(-(z - 1) * (z - 1) / (2 * s * s));
         long double w = (i == 0 || i == n) ? 1 : (i % 2 ? 4 : 2);
         long double y = lossl(q, s, z);
-        acc += add ? w * d0 * d1_add(q, s, e + y) : w * ((1 - q) * d0 + q * d1) * d1_remove(q, s, e - y);
+        acc += add ? w * d0 * d1_add(q, s, e + y)
+                   : w * ((1 - q) * d0 + q * d1) * d1_remove(q, s, e - y);
     }
     return acc * h / 3;
 }
-static long double d2r(double e, const double *p) { return d2(e, p, 0); }
-static long double d2a(double e, const double *p) { return d2(e, p, 1); }
+static long double d2r(double e, const double *p) {
+    return d2(e, p, 0);
+}
+static long double d2a(double e, const double *p) {
+    return d2(e, p, 1);
+}
 
 Test(prv, one_and_two_steps_match_the_exact_curves) {
     const double set[][2] = {{0.01, 0.5}, {0.1, 1.0}, {0.5, 0.8}, {0.05, 2.0}};
@@ -158,7 +175,8 @@ Test(prv, one_and_two_steps_match_the_exact_curves) {
 
 static void check_reference(double q, double s, unsigned T, double delta, double h) {
     char cmd[1024], *out = NULL;
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/prv_reference.py' %.17g %.17g %u %.17g %.17g",
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 '%s/tests/prv_reference.py' %.17g %.17g %u %.17g %.17g",
              tu_source_dir(), q, s, T, delta, h);
     FILE *f = popen(cmd, "r");
     cr_assert_not_null(f);
@@ -276,7 +294,8 @@ Test(prv, bounds_from_different_meshes_intersect_at_tiny_q) {
         for (int k = 0; k < 3; k++) {
             dp_privacy_event ev = {qs[i], 0.8, (uint64_t)(2.0 / qs[i])};
             dp_prv_result r;
-            cr_assert_eq(dp_account_prv(&ev, 1, 1e-6, errs[k], 0, &r), DP_OK, "%s", dp_last_error());
+            cr_assert_eq(dp_account_prv(&ev, 1, 1e-6, errs[k], 0, &r), DP_OK, "%s",
+                         dp_last_error());
             lo = fmax(lo, r.eps_lower);
             hi = fmin(hi, r.eps_upper);
             cr_assert(lo <= hi, "q=%g: eps_error %g gives [%.6g, %.6g], disjoint from the others",

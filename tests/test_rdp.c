@@ -65,8 +65,8 @@ static void check_order(double q, double s, double a, double rtol) {
     double fwd = renyi_ref(q, s, a, 0), bwd = renyi_ref(q, s, a, 1);
     double ref = fmax(fwd, bwd);
     /* Mironov et al.: the forward direction is the larger one. */
-    cr_assert(fwd >= bwd * (1.0 - 1e-9), "q=%g s=%g a=%g: forward %.12g < backward %.12g", q, s,
-              a, fwd, bwd);
+    cr_assert(fwd >= bwd * (1.0 - 1e-9), "q=%g s=%g a=%g: forward %.12g < backward %.12g", q, s, a,
+              fwd, bwd);
     cr_assert(fabs(ours - ref) <= rtol * ref + 1e-300,
               "q=%g s=%g a=%g: ours %.15g, integration %.15g (rel %.3g)", q, s, a, ours, ref,
               fabs(ours - ref) / ref);
@@ -131,7 +131,10 @@ static double gdp_eps(double mu, double delta) {
         double e = 0.5 * (lo + hi);
         double d = 0.5 * erfc((e / mu - mu / 2) / M_SQRT2) -
                    exp(e + log(0.5 * erfc((e / mu + mu / 2) / M_SQRT2)));
-        if (d > delta) lo = e; else hi = e;
+        if (d > delta)
+            lo = e;
+        else
+            hi = e;
     }
     return hi;
 }
@@ -145,8 +148,8 @@ Test(rdp, conversion_is_sound_and_close_for_the_gaussian_mechanism) {
             double eps, order, exact = gdp_eps(sqrt((double)T[j]) / sig[i], 1e-5);
             cr_assert_eq(dp_account_rdp(&ev, 1, 1e-5, &eps, &order), DP_OK);
             /* RDP is an upper bound, and for the Gaussian mechanism a good one. */
-            cr_assert(eps >= exact, "sigma=%g T=%lu: rdp %g below the exact %g", sig[i], T[j],
-                      eps, exact);
+            cr_assert(eps >= exact, "sigma=%g T=%lu: rdp %g below the exact %g", sig[i], T[j], eps,
+                      exact);
             if (exact > 0.05)
                 cr_assert(eps <= 1.25 * exact, "sigma=%g T=%lu: rdp %g vs exact %g", sig[i], T[j],
                           eps, exact);

@@ -42,16 +42,15 @@ DP_API dp_status dp_ledger_epsilon(const dp_ledger *ledger, double *eps);
 
 /* Epsilon if `next` were added, without adding it: a trainer calls this before
  * a step and stops when it would exceed the budget. */
-DP_API dp_status dp_ledger_epsilon_if(const dp_ledger *ledger, dp_privacy_event next,
-                                      double *eps);
+DP_API dp_status dp_ledger_epsilon_if(const dp_ledger *ledger, dp_privacy_event next, double *eps);
 
 /* The largest number of steps T <= limit such that the ledger plus
  * {q, sigma, T} spends at most `budget` epsilon (0 if even the ledger alone
  * exceeds it), by bisection on T. One call before training replaces a
  * dp_ledger_epsilon_if per step, which is cheap for RDP (a sum over orders)
  * but costs a whole PRV composition each time. */
-DP_API dp_status dp_ledger_max_steps(const dp_ledger *ledger, double q, double sigma,
-                                     double budget, uint64_t limit, uint64_t *steps);
+DP_API dp_status dp_ledger_max_steps(const dp_ledger *ledger, double q, double sigma, double budget,
+                                     uint64_t limit, uint64_t *steps);
 
 /* Entries, in order. `*what` stays owned by the ledger, valid until the next
  * dp_ledger_add or destroy. DP_E_RANGE for i >= count. */

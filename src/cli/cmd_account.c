@@ -9,19 +9,31 @@
 #include "cli/cli.h"
 
 enum {
-    O_Q = 256, O_SIGMA, O_TARGET, O_STEPS, O_EPOCHS, O_BATCH, O_N, O_DELTA, O_ACCOUNTANT, O_JSON
+    O_Q = 256,
+    O_SIGMA,
+    O_TARGET,
+    O_STEPS,
+    O_EPOCHS,
+    O_BATCH,
+    O_N,
+    O_DELTA,
+    O_ACCOUNTANT,
+    O_JSON
 };
 
 static const cli_opt opts[] = {
-    {"sample-rate", O_Q, "Q", "Poisson sampling rate in (0, 1] (or --batch-size with --dataset-size)"},
+    {"sample-rate", O_Q, "Q",
+     "Poisson sampling rate in (0, 1] (or --batch-size with --dataset-size)"},
     {"batch-size", O_BATCH, "B", "expected batch size: q = B / N (with --dataset-size)"},
     {"dataset-size", O_N, "N", "number of training records N (with --batch-size)"},
     {"noise-multiplier", O_SIGMA, "S", "noise std / clipping norm: print epsilon"},
-    {"target-epsilon", O_TARGET, "E", "instead of --noise-multiplier: print the sigma that meets E"},
+    {"target-epsilon", O_TARGET, "E",
+     "instead of --noise-multiplier: print the sigma that meets E"},
     {"steps", O_STEPS, "T", "number of steps (or --epochs)"},
     {"epochs", O_EPOCHS, "E", "passes over the data: steps = ceil(E / q)"},
     {"delta", O_DELTA, "D", "delta in (0, 1), e.g. 1e-5 (required)"},
-    {"accountant", O_ACCOUNTANT, "NAME", "rdp (Renyi DP, default) or prv (privacy random variable, tighter)"},
+    {"accountant", O_ACCOUNTANT, "NAME",
+     "rdp (Renyi DP, default) or prv (privacy random variable, tighter)"},
     {"json", O_JSON, NULL, "print one JSON object instead of the table"},
     {0},
 };
@@ -51,12 +63,15 @@ int cmd_account(int argc, char **argv) {
     cli_parser_init(&p, &cmd, argc, argv);
     for (int c; (c = cli_next(&p)) != -1;) {
         switch (c) {
-        case CLI_HELP: return CLI_OK;
-        case CLI_ERROR: return CLI_BAD_INPUT;
+        case CLI_HELP:
+            return CLI_OK;
+        case CLI_ERROR:
+            return CLI_BAD_INPUT;
         case O_Q:
             if (parse_pos("sample-rate", optarg, &q)) return CLI_BAD_INPUT;
             if (!(q > 0.0 && q <= 1.0))
-                return cli_usage_error("--sample-rate expects a number in (0, 1], got '%s'", optarg);
+                return cli_usage_error("--sample-rate expects a number in (0, 1], got '%s'",
+                                       optarg);
             break;
         case O_SIGMA:
             if (parse_pos("noise-multiplier", optarg, &sigma)) return CLI_BAD_INPUT;
@@ -82,17 +97,22 @@ int cmd_account(int argc, char **argv) {
             if (cli_parse_long("steps", optarg, 1, 1000000000000LL, &steps)) return CLI_BAD_INPUT;
             break;
         case O_BATCH:
-            if (cli_parse_long("batch-size", optarg, 1, 9007199254740992LL, &batch)) return CLI_BAD_INPUT;
+            if (cli_parse_long("batch-size", optarg, 1, 9007199254740992LL, &batch))
+                return CLI_BAD_INPUT;
             break;
         case O_N:
-            if (cli_parse_long("dataset-size", optarg, 1, 9007199254740992LL, &n)) return CLI_BAD_INPUT;
+            if (cli_parse_long("dataset-size", optarg, 1, 9007199254740992LL, &n))
+                return CLI_BAD_INPUT;
             break;
         case O_ACCOUNTANT:
             if (dp_accountant_parse(optarg, &kind) != DP_OK)
                 return cli_usage_error("--accountant expects rdp or prv, got '%s'", optarg);
             break;
-        case O_JSON: json = 1; break;
-        default: return cli_usage_error("unexpected option");
+        case O_JSON:
+            json = 1;
+            break;
+        default:
+            return cli_usage_error("unexpected option");
         }
     }
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
@@ -101,14 +121,17 @@ int cmd_account(int argc, char **argv) {
     if ((batch >= 0) != (n >= 0))
         return cli_usage_error("--batch-size and --dataset-size go together");
     if (batch >= 0) {
-        if (!isnan(q)) return cli_usage_error("give either --sample-rate or --batch-size, not both");
+        if (!isnan(q))
+            return cli_usage_error("give either --sample-rate or --batch-size, not both");
         if (batch > n)
             return cli_usage_error("--batch-size %lld exceeds --dataset-size %lld", batch, n);
         q = (double)batch / (double)n;
     }
-    if (isnan(q)) return cli_usage_error("missing --sample-rate (or --batch-size with --dataset-size)");
+    if (isnan(q))
+        return cli_usage_error("missing --sample-rate (or --batch-size with --dataset-size)");
     /* steps: --steps, or --epochs. */
-    if (steps >= 0 && !isnan(epochs)) return cli_usage_error("give either --steps or --epochs, not both");
+    if (steps >= 0 && !isnan(epochs))
+        return cli_usage_error("give either --steps or --epochs, not both");
     if (!isnan(epochs)) {
         double t = epochs / q;
         t = ceil(t - 1e-9 * t); /* 5 / 0.001 is 5000.000000000001 in floating point */

@@ -8,8 +8,10 @@
 
 DP_API const char *dp_accountant_name(dp_accountant_kind kind) {
     switch (kind) {
-    case DP_ACCOUNTANT_RDP: return "rdp";
-    case DP_ACCOUNTANT_PRV: return "prv";
+    case DP_ACCOUNTANT_RDP:
+        return "rdp";
+    case DP_ACCOUNTANT_PRV:
+        return "prv";
     }
     return "unknown";
 }
@@ -41,7 +43,8 @@ dp_status acct_check_event(const char *where, size_t i, dp_privacy_event ev) {
 dp_status acct_check_events(const char *where, const dp_privacy_event *events, size_t n) {
     if (n && !events)
         return dp_error(DP_E_USAGE, "%s: %zu events but a NULL event array", where, n);
-    for (size_t i = 0; i < n; i++) DP_TRY(acct_check_event(where, i, events[i]));
+    for (size_t i = 0; i < n; i++)
+        DP_TRY(acct_check_event(where, i, events[i]));
     return DP_OK;
 }
 
@@ -54,7 +57,8 @@ dp_status acct_check_delta(const char *where, double delta) {
 DP_API dp_status dp_account_epsilon(dp_accountant_kind kind, const dp_privacy_event *events,
                                     size_t n_events, double delta, double *epsilon) {
     switch (kind) {
-    case DP_ACCOUNTANT_RDP: return dp_account_rdp(events, n_events, delta, epsilon, NULL);
+    case DP_ACCOUNTANT_RDP:
+        return dp_account_rdp(events, n_events, delta, epsilon, NULL);
     case DP_ACCOUNTANT_PRV: {
         dp_prv_result r;
         DP_TRY(dp_account_prv(events, n_events, delta, 0.0, 0.0, &r));

@@ -53,8 +53,7 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
         return dp_error(DP_E_USAGE, "%s: unknown accountant kind %d", where, (int)kind);
     if (!(q > 0.0 && q <= 1.0))
         return dp_error(DP_E_RANGE, "%s: expected a sample rate q in (0, 1], found %g", where, q);
-    if (steps == 0)
-        return dp_error(DP_E_RANGE, "%s: expected at least one step, found 0", where);
+    if (steps == 0) return dp_error(DP_E_RANGE, "%s: expected at least one step, found 0", where);
     if (!(target_epsilon > 0.0) || !isfinite(target_epsilon))
         return dp_error(DP_E_RANGE, "%s: expected a target epsilon > 0, found %g", where,
                         target_epsilon);
@@ -62,7 +61,8 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
     problem pb = {kind, NULL, n_prior + 1, delta, target_epsilon, 0};
     pb.events = dp_malloc(pb.n * sizeof *pb.events);
     if (!pb.events) return dp_error(DP_E_NOMEM, "%s: %zu events", where, pb.n);
-    for (size_t i = 0; i < n_prior; i++) pb.events[i] = prior[i];
+    for (size_t i = 0; i < n_prior; i++)
+        pb.events[i] = prior[i];
     pb.events[n_prior] = (dp_privacy_event){.q = q, .sigma = 1.0, .steps = steps};
     dp_status st = DP_OK;
     double lo = 0, hi = 0, e_lo = 0, e_hi = 0;
@@ -74,8 +74,10 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
         pb.events[n_prior].steps = steps;
         if (st != DP_OK) goto out;
         if (e_prior >= target_epsilon) {
-            st = dp_error(DP_E_PRIVACY, "%s: the earlier ledger entries alone spend epsilon %.4g, "
-                                        "not below the target %g", where, e_prior, target_epsilon);
+            st = dp_error(DP_E_PRIVACY,
+                          "%s: the earlier ledger entries alone spend epsilon %.4g, "
+                          "not below the target %g",
+                          where, e_prior, target_epsilon);
             goto out;
         }
     }
@@ -98,9 +100,10 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
         for (;;) {
             lo = hi / f;
             if (lo < SIGMA_MIN) {
-                st = dp_error(DP_E_RANGE, "%s: target epsilon %g is met by any noise multiplier "
-                                          ">= %g; choose a smaller target", where,
-                              target_epsilon, SIGMA_MIN);
+                st = dp_error(DP_E_RANGE,
+                              "%s: target epsilon %g is met by any noise multiplier "
+                              ">= %g; choose a smaller target",
+                              where, target_epsilon, SIGMA_MIN);
                 goto out;
             }
             if ((st = eps_at(&pb, lo, &e_lo)) != DP_OK) goto out;
@@ -115,9 +118,10 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
             if ((st = eps_at(&pb, hi, &e_hi)) != DP_OK) goto out;
             if (e_hi <= target_epsilon) break;
             if (hi >= SIGMA_MAX) {
-                st = dp_error(DP_E_PRIVACY, "%s: target epsilon %g at delta %g is unreachable: "
-                                            "even noise multiplier %g spends %.4g", where,
-                              target_epsilon, delta, SIGMA_MAX, e_hi);
+                st = dp_error(DP_E_PRIVACY,
+                              "%s: target epsilon %g at delta %g is unreachable: "
+                              "even noise multiplier %g spends %.4g",
+                              where, target_epsilon, delta, SIGMA_MAX, e_hi);
                 goto out;
             }
             lo = hi, e_lo = e_hi;
@@ -134,8 +138,8 @@ DP_API dp_status dp_account_sigma(dp_accountant_kind kind, const dp_privacy_even
     double xl = log(lo), xh = log(hi), gl = gval(&pb, e_lo), gh = gval(&pb, e_hi);
     while (xh - xl > ltol) {
         if (pb.evals > MAX_EVALS) {
-            st = dp_error(DP_E_INTERNAL, "%s: no convergence after %d evaluations", where,
-                          pb.evals);
+            st =
+                dp_error(DP_E_INTERNAL, "%s: no convergence after %d evaluations", where, pb.evals);
             goto out;
         }
         double w0 = xh - xl;

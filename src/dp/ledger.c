@@ -54,13 +54,20 @@ DP_API void dp_ledger_destroy(dp_ledger *l) {
     dp_free(l);
 }
 
-DP_API dp_accountant_kind dp_ledger_kind(const dp_ledger *l) { return l->kind; }
-DP_API double dp_ledger_delta(const dp_ledger *l) { return l->delta; }
-DP_API size_t dp_ledger_count(const dp_ledger *l) { return l ? l->n : 0; }
+DP_API dp_accountant_kind dp_ledger_kind(const dp_ledger *l) {
+    return l->kind;
+}
+DP_API double dp_ledger_delta(const dp_ledger *l) {
+    return l->delta;
+}
+DP_API size_t dp_ledger_count(const dp_ledger *l) {
+    return l ? l->n : 0;
+}
 
 static dp_status check_new_event(const char *where, dp_privacy_event ev) {
     DP_TRY(acct_check_event(where, 0, ev));
-    if (ev.steps == 0) return dp_error(DP_E_RANGE, "%s: expected at least one step, found 0", where);
+    if (ev.steps == 0)
+        return dp_error(DP_E_RANGE, "%s: expected at least one step, found 0", where);
     return DP_OK;
 }
 
@@ -117,7 +124,8 @@ static dp_status ledger_eps(const dp_ledger *l, dp_privacy_event extra, double *
         const double *extra_curve = NULL;
         for (size_t i = 0; i < l->n; i++) {
             const entry *en = &l->e[i];
-            for (size_t k = 0; k < ACCT_RDP_ORDERS; k++) total[k] += (double)en->ev.steps * en->rdp[k];
+            for (size_t k = 0; k < ACCT_RDP_ORDERS; k++)
+                total[k] += (double)en->ev.steps * en->rdp[k];
             if (en->ev.q == extra.q && en->ev.sigma == extra.sigma) extra_curve = en->rdp;
             any = 1;
         }
@@ -126,7 +134,8 @@ static dp_status ledger_eps(const dp_ledger *l, dp_privacy_event extra, double *
                 DP_TRY(acct_rdp_curve(extra.q, extra.sigma, curve));
                 extra_curve = curve;
             }
-            for (size_t k = 0; k < ACCT_RDP_ORDERS; k++) total[k] += (double)extra.steps * extra_curve[k];
+            for (size_t k = 0; k < ACCT_RDP_ORDERS; k++)
+                total[k] += (double)extra.steps * extra_curve[k];
             any = 1;
         }
         if (!any) {
@@ -139,7 +148,8 @@ static dp_status ledger_eps(const dp_ledger *l, dp_privacy_event extra, double *
     }
     dp_privacy_event *evs = dp_malloc((l->n + 1) * sizeof *evs);
     if (!evs) return dp_error(DP_E_NOMEM, "ledger: %zu events", l->n + 1);
-    for (size_t i = 0; i < l->n; i++) evs[i] = l->e[i].ev;
+    for (size_t i = 0; i < l->n; i++)
+        evs[i] = l->e[i].ev;
     evs[l->n] = extra;
     dp_status st = dp_account_epsilon(l->kind, evs, l->n + (extra.steps ? 1 : 0), l->delta, eps);
     dp_free(evs);
@@ -187,7 +197,10 @@ DP_API dp_status dp_ledger_max_steps(const dp_ledger *l, double q, double sigma,
     while (hi - lo > 1) { /* invariant: lo within budget, hi not */
         uint64_t mid = lo + (hi - lo) / 2;
         DP_TRY(ledger_eps(l, (dp_privacy_event){q, sigma, mid}, &e));
-        if (e <= budget) lo = mid; else hi = mid;
+        if (e <= budget)
+            lo = mid;
+        else
+            hi = mid;
     }
     *steps = lo;
     return DP_OK;
@@ -195,7 +208,9 @@ DP_API dp_status dp_ledger_max_steps(const dp_ledger *l, double q, double sigma,
 
 /* ---- JSON ---- */
 
-DP_API void dp_ledger_free_string(char *s) { dp_free(s); }
+DP_API void dp_ledger_free_string(char *s) {
+    dp_free(s);
+}
 
 DP_API dp_status dp_ledger_to_json(const dp_ledger *l, char **json_out) {
     *json_out = NULL;
@@ -276,14 +291,18 @@ DP_API dp_status dp_ledger_from_json(const char *json, dp_ledger **out) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(en, "noise_multiplier");
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(en, "steps");
         if (!cJSON_IsString(w) || !cJSON_IsNumber(q) || !cJSON_IsNumber(s) || !cJSON_IsNumber(t)) {
-            st = dp_error(DP_E_FORMAT, "ledger json: entry %zu: expected \"what\", "
-                                       "\"sample_rate\", \"noise_multiplier\" and \"steps\"", i);
+            st = dp_error(DP_E_FORMAT,
+                          "ledger json: entry %zu: expected \"what\", "
+                          "\"sample_rate\", \"noise_multiplier\" and \"steps\"",
+                          i);
             goto out;
         }
         double steps = t->valuedouble;
         if (!(steps >= 1.0 && steps <= 9007199254740992.0 && steps == floor(steps))) {
-            st = dp_error(DP_E_FORMAT, "ledger json: entry %zu: expected a whole number of steps "
-                                       ">= 1, found %g", i, steps);
+            st = dp_error(DP_E_FORMAT,
+                          "ledger json: entry %zu: expected a whole number of steps "
+                          ">= 1, found %g",
+                          i, steps);
             goto out;
         }
         dp_privacy_event ev = {q->valuedouble, s->valuedouble, (uint64_t)steps};

@@ -77,8 +77,12 @@ typedef struct loss {
     int add; /* 0: remove direction, Z ~ P; 1: add direction, Z ~ Q, Y = -l(Z) */
 } loss;
 
-static double Phi(double x) { return 0.5 * erfc(-x * M_SQRT1_2); }
-static double Phibar(double x) { return 0.5 * erfc(x * M_SQRT1_2); }
+static double Phi(double x) {
+    return 0.5 * erfc(-x * M_SQRT1_2);
+}
+static double Phibar(double x) {
+    return 0.5 * erfc(x * M_SQRT1_2);
+}
 
 /* l(z) = log(P(z)/Q(z)) = log(1 - q + q e^w), w = (2z - 1) / (2 s^2). */
 static double loss_of_z(double q, double s, double z) {
@@ -101,8 +105,12 @@ static double z_of_loss(double q, double s, double u) {
 }
 
 /* Support bounds of Y: [ymin, ymax] (infinite where unbounded). */
-static double loss_min(const loss *d) { return d->add || d->q == 1.0 ? -INFINITY : log1p(-d->q); }
-static double loss_max(const loss *d) { return !d->add || d->q == 1.0 ? INFINITY : -log1p(-d->q); }
+static double loss_min(const loss *d) {
+    return d->add || d->q == 1.0 ? -INFINITY : log1p(-d->q);
+}
+static double loss_max(const loss *d) {
+    return !d->add || d->q == 1.0 ? INFINITY : -log1p(-d->q);
+}
 
 /* P(Y <= y) and P(Y > y); each accurate in its own tail. */
 static double loss_cdf(const loss *d, double y) {
@@ -140,7 +148,10 @@ static double loss_tail_point(const loss *d, double target, int right, double fr
     for (int it = 0; it < 100; it++) {
         double c = 0.5 * (a + b);
         double m = right ? loss_sf(d, c) : loss_cdf(d, c);
-        if (m <= target) b = c; else a = c;
+        if (m <= target)
+            b = c;
+        else
+            a = c;
     }
     return b;
 }
@@ -148,11 +159,16 @@ static double loss_tail_point(const loss *d, double target, int right, double fr
 /* The median of Y, where the mass computation switches from cdf to sf. */
 static double loss_median(const loss *d) {
     double lo = -1.0, hi = 1.0;
-    while (loss_cdf(d, lo) > 0.5) lo *= 2.0;
-    while (loss_cdf(d, hi) < 0.5) hi *= 2.0;
+    while (loss_cdf(d, lo) > 0.5)
+        lo *= 2.0;
+    while (loss_cdf(d, hi) < 0.5)
+        hi *= 2.0;
     for (int it = 0; it < 200 && hi - lo > 1e-15 * (fabs(lo) + fabs(hi)); it++) {
         double c = 0.5 * (lo + hi);
-        if (loss_cdf(d, c) < 0.5) lo = c; else hi = c;
+        if (loss_cdf(d, c) < 0.5)
+            lo = c;
+        else
+            hi = c;
     }
     return hi;
 }
@@ -170,8 +186,9 @@ static double loss_clamped_mean(const loss *d, double lo, double hi) {
     for (long i = 0; i <= n; i++) {
         double z = zlo + (double)i * dz;
         double dens0 = norm * exp(-0.5 * (z / s) * (z / s));
-        double dens = d->add ? dens0
-                             : (1.0 - q) * dens0 + q * norm * exp(-0.5 * ((z - 1.0) / s) * ((z - 1.0) / s));
+        double dens =
+            d->add ? dens0
+                   : (1.0 - q) * dens0 + q * norm * exp(-0.5 * ((z - 1.0) / s) * ((z - 1.0) / s));
         if (dens == 0.0) continue;
         double y = loss_of_z(q, s, z);
         if (d->add) y = -y;
@@ -184,13 +201,13 @@ static double loss_clamped_mean(const loss *d, double lo, double hi) {
 /* ---- one event's discretised step ---- */
 
 typedef struct pmf {
-    long j_lo;      /* mesh index of the first mass: value j_lo * h */
+    long j_lo; /* mesh index of the first mass: value j_lo * h */
     size_t len;
     double *p;
-    double mu;      /* mean shift: Yhat = j h + mu */
-    long center;    /* index subtracted before the FFT (about the mean) */
-    double tail_r;  /* P(Y > top edge): clamped into the last bin */
-    double tail_l;  /* P(Y <= bottom edge): clamped into the first bin */
+    double mu;     /* mean shift: Yhat = j h + mu */
+    long center;   /* index subtracted before the FFT (about the mean) */
+    double tail_r; /* P(Y > top edge): clamped into the last bin */
+    double tail_l; /* P(Y <= bottom edge): clamped into the first bin */
     uint64_t steps;
 } pmf;
 
@@ -202,8 +219,9 @@ static dp_status pmf_build(const loss *d, double h, double tail_r, double tail_l
     if (!isfinite(lo)) lo = loss_tail_point(d, tail_l, 0, med);
     double jl = ceil(lo / h - 0.5), jh = ceil(hi / h - 0.5);
     if (!(jh - jl + 1.0 <= (double)MAX_POINTS))
-        return dp_error(DP_E_RANGE, "prv accountant: one step's privacy loss spans %g mesh points "
-                                    "(q=%g sigma=%g, mesh %g); use the rdp accountant",
+        return dp_error(DP_E_RANGE,
+                        "prv accountant: one step's privacy loss spans %g mesh points "
+                        "(q=%g sigma=%g, mesh %g); use the rdp accountant",
                         jh - jl + 1.0, d->q, d->s, h);
     out->j_lo = (long)jl;
     out->len = (size_t)(jh - jl) + 1;
@@ -236,7 +254,8 @@ static dp_status pmf_build(const loss *d, double h, double tail_r, double tail_l
         out->p[k] = pk > 0.0 ? pk : 0.0;
         mean_d += (long double)out->p[k] * (long double)((double)out->j_lo + (double)k);
     }
-    double e_lo = ((double)out->j_lo - 0.5) * h, e_hi = ((double)out->j_lo + (double)out->len - 0.5) * h;
+    double e_lo = ((double)out->j_lo - 0.5) * h,
+           e_hi = ((double)out->j_lo + (double)out->len - 0.5) * h;
     out->tail_r = loss_sf(d, e_hi);
     out->tail_l = loss_cdf(d, e_lo);
     out->mu = loss_clamped_mean(d, e_lo, e_hi) - (double)(mean_d * (long double)h);
@@ -247,13 +266,16 @@ static dp_status pmf_build(const loss *d, double h, double tail_r, double tail_l
 /* log E[exp(lambda * (j - center) h)] of a step's masses. */
 static double pmf_log_mgf(const pmf *m, double h, double lambda) {
     size_t a = 0, b = m->len;
-    while (a < b && m->p[a] == 0.0) a++;
-    while (b > a && m->p[b - 1] == 0.0) b--;
+    while (a < b && m->p[a] == 0.0)
+        a++;
+    while (b > a && m->p[b - 1] == 0.0)
+        b--;
     if (a == b) return 0.0;
     double base = ((double)m->j_lo - (double)m->center) * h; /* value of index 0 */
     double top = lambda * (base + (double)(lambda > 0 ? b - 1 : a) * h);
     double acc = 0.0; /* positive terms <= 1: plain double is accurate */
-    for (size_t k = a; k < b; k++) acc += m->p[k] * exp(lambda * (base + (double)k * h) - top);
+    for (size_t k = a; k < b; k++)
+        acc += m->p[k] * exp(lambda * (base + (double)k * h) - top);
     return top + log(acc);
 }
 
@@ -300,10 +322,14 @@ static double chernoff_edge(const pmf *ms, size_t nm, double h, double eta, int 
 static size_t fft_size(size_t m) {
     for (size_t n = m;; n++) {
         size_t r = n;
-        while (r % 2 == 0) r /= 2;
-        while (r % 3 == 0) r /= 3;
-        while (r % 5 == 0) r /= 5;
-        while (r % 7 == 0) r /= 7;
+        while (r % 2 == 0)
+            r /= 2;
+        while (r % 3 == 0)
+            r /= 3;
+        while (r % 5 == 0)
+            r /= 5;
+        while (r % 7 == 0)
+            r /= 7;
         if (r == 1) return n;
     }
 }
@@ -315,7 +341,7 @@ typedef struct curve {
     size_t n;
     long J_lo;
     double h, shift;
-    double noise;  /* estimated total FFT rounding noise in mass */
+    double noise; /* estimated total FFT rounding noise in mass */
     double eta_whi, eta_wlo;
 } curve;
 
@@ -335,19 +361,28 @@ static dp_status compose(const pmf *ms, size_t nm, double h, double eta_w, curve
     }
     c->eta_whi = eta_w;
     c->eta_wlo = eta_w;
-    if (a_hi >= max_sum) { a_hi = max_sum; c->eta_whi = 0.0; }
-    if (a_lo <= min_sum) { a_lo = min_sum; c->eta_wlo = 0.0; }
+    if (a_hi >= max_sum) {
+        a_hi = max_sum;
+        c->eta_whi = 0.0;
+    }
+    if (a_lo <= min_sum) {
+        a_lo = min_sum;
+        c->eta_wlo = 0.0;
+    }
     double lo = floor(a_lo), hi = ceil(a_hi);
     if (!(hi - lo + 1.0 <= (double)MAX_POINTS))
-        return dp_error(DP_E_RANGE, "prv accountant: the composed privacy loss needs %g mesh "
-                                    "points (more than %d)", hi - lo + 1.0, MAX_POINTS);
+        return dp_error(DP_E_RANGE,
+                        "prv accountant: the composed privacy loss needs %g mesh "
+                        "points (more than %d)",
+                        hi - lo + 1.0, MAX_POINTS);
     size_t n = fft_size((size_t)(hi - lo) + 1);
     if (n < 16) n = 16;
     c->n = n;
     c->h = h;
     c->J_lo = (long)lo + total_center;
     c->shift = 0.0;
-    for (size_t e = 0; e < nm; e++) c->shift += (double)ms[e].steps * ms[e].mu;
+    for (size_t e = 0; e < nm; e++)
+        c->shift += (double)ms[e].steps * ms[e].mu;
 
     size_t nc = n / 2 + 1;
     double *x = dp_malloc(n * sizeof(double));
@@ -368,7 +403,8 @@ static dp_status compose(const pmf *ms, size_t nm, double h, double eta_w, curve
         st = dp_error(DP_E_INTERNAL, "prv accountant: FFTW could not plan a transform of %zu", n);
         goto done;
     }
-    for (size_t w = 0; w < nc; w++) acc[w] = 1.0;
+    for (size_t w = 0; w < nc; w++)
+        acc[w] = 1.0;
     for (size_t e = 0; e < nm; e++) {
         if (!ms[e].steps) continue;
         memset(x, 0, n * sizeof(double));
@@ -534,7 +570,8 @@ DP_API dp_status dp_account_prv(const dp_privacy_event *events, size_t n_events,
         }
         dp_free(c.p);
     }
-    for (size_t e = 0; e < n_events; e++) dp_free(ms[e].p);
+    for (size_t e = 0; e < n_events; e++)
+        dp_free(ms[e].p);
     dp_free(ms);
     if (st != DP_OK) return st;
     out->eps_lower = eps_lo;

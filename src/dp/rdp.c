@@ -53,7 +53,9 @@ static double log_erfc(double x) {
 }
 
 /* log(expm1(x)) for x > 0. */
-static double log_expm1(double x) { return x > 40.0 ? x + log1p(-exp(-x)) : log(expm1(x)); }
+static double log_expm1(double x) {
+    return x > 40.0 ? x + log1p(-exp(-x)) : log(expm1(x));
+}
 
 /* log(A_a - 1) for integer a >= 2 (see the top of the file); -INFINITY if 0. */
 static double log_a_minus_1_int(double q, double s, unsigned a) {
@@ -81,8 +83,8 @@ static double log_a_frac(double q, double s, double a) {
         double di = (double)i, j = a - di;
         double s0 = lcoef + di * lq + j * l1q + (di * di - di) * inv2s2 - M_LN2 +
                     log_erfc((di - z0) / sqrt2s);
-        double s1 = lcoef + j * lq + di * l1q + (j * j - j) * inv2s2 - M_LN2 +
-                    log_erfc((z0 - j) / sqrt2s);
+        double s1 =
+            lcoef + j * lq + di * l1q + (j * j - j) * inv2s2 - M_LN2 + log_erfc((z0 - j) / sqrt2s);
         double t = acct_logadd(s0, s1);
         if (sign > 0)
             pos = acct_logadd(pos, t);
@@ -102,8 +104,10 @@ DP_API dp_status dp_rdp_subsampled_gaussian(double q, double sigma, double alpha
     DP_TRY(acct_check_event("dp_rdp_subsampled_gaussian", 0,
                             (dp_privacy_event){.q = q, .sigma = sigma, .steps = 1}));
     if (!(alpha > 1.0) || !isfinite(alpha))
-        return dp_error(DP_E_RANGE, "dp_rdp_subsampled_gaussian: expected an order alpha > 1, "
-                                    "found %g", alpha);
+        return dp_error(DP_E_RANGE,
+                        "dp_rdp_subsampled_gaussian: expected an order alpha > 1, "
+                        "found %g",
+                        alpha);
     if (q == 1.0) { /* no subsampling: the Gaussian mechanism itself */
         *rdp = alpha / (2.0 * sigma * sigma);
         return DP_OK;
@@ -120,40 +124,41 @@ DP_API dp_status dp_rdp_subsampled_gaussian(double q, double sigma, double alpha
      * alternating series when A_a is 1 + 1e-16 (huge sigma). */
     if (r < 0.0 && r > -1e-12) r = 0.0;
     if (isnan(r) || r < 0.0)
-        return dp_error(DP_E_NUMERIC, "dp_rdp_subsampled_gaussian: the RDP series did not "
-                                      "converge at q=%g sigma=%g alpha=%g", q, sigma, alpha);
+        return dp_error(DP_E_NUMERIC,
+                        "dp_rdp_subsampled_gaussian: the RDP series did not "
+                        "converge at q=%g sigma=%g alpha=%g",
+                        q, sigma, alpha);
     *rdp = r; /* may be +inf for tiny sigma at a large order: that order is then useless */
     return DP_OK;
 }
 
-/* The order grid: Opacus's 1.1..10.9 (step 0.1) and 12..63, plus orders near
- * 1 for large epsilons and up to 1024 for small ones (the best order for
- * epsilon e is roughly 1 + log(1/delta) / e). */
-enum { N_ORDERS = ACCT_RDP_ORDERS };
-static double orders[N_ORDERS];
-static int orders_ready;
+/* The order grid: Opacus's 1.1..10.9 (step 0.1) and 12..63, plus 11, orders
+ * near 1 for large epsilons and up to 1024 for small ones (the best order for
+ * epsilon e is roughly 1 + log(1/delta) / e). A constant table: no lazy
+ * initialisation to race on. */
+static const double orders[ACCT_RDP_ORDERS] = {
+    1.02, 1.05, 1.1,  1.2,  1.3,  1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2,   2.1,  2.2,  2.3,  2.4,
+    2.5,  2.6,  2.7,  2.8,  2.9,  3,   3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7,  3.8,  3.9,  4,
+    4.1,  4.2,  4.3,  4.4,  4.5,  4.6, 4.7, 4.8, 4.9, 5,   5.1, 5.2, 5.3,  5.4,  5.5,  5.6,
+    5.7,  5.8,  5.9,  6,    6.1,  6.2, 6.3, 6.4, 6.5, 6.6, 6.7, 6.8, 6.9,  7,    7.1,  7.2,
+    7.3,  7.4,  7.5,  7.6,  7.7,  7.8, 7.9, 8,   8.1, 8.2, 8.3, 8.4, 8.5,  8.6,  8.7,  8.8,
+    8.9,  9,    9.1,  9.2,  9.3,  9.4, 9.5, 9.6, 9.7, 9.8, 9.9, 10,  10.1, 10.2, 10.3, 10.4,
+    10.5, 10.6, 10.7, 10.8, 10.9, 11,  12,  13,  14,  15,  16,  17,  18,   19,   20,   21,
+    22,   23,   24,   25,   26,   27,  28,  29,  30,  31,  32,  33,  34,   35,   36,   37,
+    38,   39,   40,   41,   42,   43,  44,  45,  46,  47,  48,  49,  50,   51,   52,   53,
+    54,   55,   56,   57,   58,   59,  60,  61,  62,  63,  64,  72,  80,   96,   112,  128,
+    160,  192,  224,  256,  320,  384, 448, 512, 640, 768, 896, 1024};
 
 DP_API const double *dp_rdp_orders(size_t *n) {
-    if (!orders_ready) { /* idempotent: concurrent first calls write the same values */
-        int k = 0;
-        orders[k++] = 1.02;
-        orders[k++] = 1.05;
-        for (int x = 1; x <= 99; x++) orders[k++] = (10.0 + x) / 10.0; /* exact at integers */
-        for (int a = 11; a <= 63; a++) orders[k++] = a;
-        static const double big[] = {64,  72,  80,  96,  112, 128, 160, 192, 224,
-                                     256, 320, 384, 448, 512, 640, 768, 896, 1024};
-        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) orders[k++] = big[i];
-        DP_ASSERT(k == N_ORDERS);
-        orders_ready = 1;
-    }
-    if (n) *n = N_ORDERS;
+    if (n) *n = ACCT_RDP_ORDERS;
     return orders;
 }
 
 dp_status acct_rdp_curve(double q, double sigma, double *out) {
     size_t n_ord;
     const double *ord = dp_rdp_orders(&n_ord);
-    for (size_t k = 0; k < n_ord; k++) DP_TRY(dp_rdp_subsampled_gaussian(q, sigma, ord[k], &out[k]));
+    for (size_t k = 0; k < n_ord; k++)
+        DP_TRY(dp_rdp_subsampled_gaussian(q, sigma, ord[k], &out[k]));
     return DP_OK;
 }
 
@@ -183,7 +188,8 @@ DP_API dp_status dp_account_rdp(const dp_privacy_event *events, size_t n_events,
     DP_TRY(acct_check_events("rdp accountant", events, n_events));
     DP_TRY(acct_check_delta("rdp accountant", delta));
     int any = 0;
-    for (size_t e = 0; e < n_events; e++) any |= events[e].steps != 0;
+    for (size_t e = 0; e < n_events; e++)
+        any |= events[e].steps != 0;
     if (!any) { /* nothing released (the conversion alone would give a small positive eps) */
         *epsilon = 0.0;
         if (best_order) *best_order = NAN;
@@ -193,7 +199,8 @@ DP_API dp_status dp_account_rdp(const dp_privacy_event *events, size_t n_events,
     for (size_t e = 0; e < n_events; e++) {
         if (events[e].steps == 0) continue;
         DP_TRY(acct_rdp_curve(events[e].q, events[e].sigma, curve));
-        for (size_t k = 0; k < ACCT_RDP_ORDERS; k++) total[k] += (double)events[e].steps * curve[k];
+        for (size_t k = 0; k < ACCT_RDP_ORDERS; k++)
+            total[k] += (double)events[e].steps * curve[k];
     }
     if (acct_rdp_epsilon_of_curve(total, delta, epsilon, best_order))
         return dp_error(DP_E_PRIVACY, "rdp accountant: epsilon is infinite at every order "
