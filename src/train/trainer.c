@@ -368,7 +368,9 @@ static dp_status build(dp_trainer *t, const dp_dataset *ds) {
     if (!t->idx || !t->xbuf || !t->ybuf || !t->grad || !bufs_ok)
         return dp_error(DP_E_NOMEM, "trainer: cannot allocate step buffers (%zu rows of %zu)",
                         t->chunk, t->d);
-    DP_TRY(dp_ledger_create(c->accountant, c->private_ ? c->target_delta : 0.5, &t->ledger));
+    /* A non-private run keeps an empty ledger (RDP: available in every build). */
+    DP_TRY(dp_ledger_create(c->private_ ? c->accountant : DP_ACCOUNTANT_RDP,
+                            c->private_ ? c->target_delta : 0.5, &t->ledger));
     return DP_OK;
 }
 
