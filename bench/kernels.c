@@ -68,7 +68,8 @@ static void run_grad(void *p) {
 
 static void run_noise(void *p) {
     ctx *c = p;
-    if (dp_noise_add(&c->key, c->step++, 0, 0, c->grad, dp_mlp_nparams(c->m), 1.0) != DP_OK) exit(2);
+    if (dp_noise_add(&c->key, c->step++, 0, 0, c->grad, dp_mlp_nparams(c->m), 1.0) != DP_OK)
+        exit(2);
 }
 
 /* The floor: the same GEMMs as one gradient call (forward L, backward L-1,
@@ -151,7 +152,8 @@ static void measure(ctx *c, double secs, int threads, double *best, dp_grad_stat
             set_threads(v, threads, blas);
             dp_grad_stats before = c->st;
             double a = now();
-            for (int r = 0; r < k[v]; r++) run_variant(v, c);
+            for (int r = 0; r < k[v]; r++)
+                run_variant(v, c);
             double t = (now() - a) / k[v];
             if (t < best[v]) {
                 best[v] = t;
@@ -172,11 +174,16 @@ int main(int argc, char **argv) {
     double secs = 3.0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--dims") && i + 1 < argc) nd = parse_list(argv[++i], dims, 8);
-        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) nb = parse_list(argv[++i], batches, 8);
-        else if (!strcmp(argv[i], "--hidden") && i + 1 < argc) hidden = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) secs = atof(argv[++i]);
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--dims") && i + 1 < argc)
+            nd = parse_list(argv[++i], dims, 8);
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
+            nb = parse_list(argv[++i], batches, 8);
+        else if (!strcmp(argv[i], "--hidden") && i + 1 < argc)
+            hidden = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            secs = atof(argv[++i]);
         else {
             fprintf(stderr, "usage: kernels [--dims 64,100] [--batches 256,1024,4096] "
                             "[--hidden 64] [--seconds 3] [--json]\n");
@@ -186,19 +193,24 @@ int main(int argc, char **argv) {
     const int threads = omp_get_max_threads();
     if (!json) {
         printf("dp_mlp_clipped_grad, MLP D->%d->%d->2, %d OpenMP threads, OpenBLAS %d threads "
-               "outside our regions\n", hidden, hidden, threads, openblas_get_num_threads());
+               "outside our regions\n",
+               hidden, hidden, threads, openblas_get_num_threads());
         printf("%4s %5s %6s | %10s %10s %5s | %7s %7s %7s %7s | %8s %5s %6s | %10s %5s | %10s\n",
                "D", "B", "P", "DP ex/s", "noDP ex/s", "ratio", "fwd us", "bwd us", "norm us",
                "wgrad us", "noise us", "%step", "+noise", "floor ex/s", "xfl", "blasMT ex/s");
     } else {
-        printf("{\"bench\":\"kernels\",\"threads\":%d,\"hidden\":%d,\"results\":[", threads, hidden);
+        printf("{\"bench\":\"kernels\",\"threads\":%d,\"hidden\":%d,\"results\":[", threads,
+               hidden);
     }
     int first = 1;
     for (int a = 0; a < nd; a++) {
         for (int b = 0; b < nb; b++) {
             const size_t D = (size_t)dims[a], B = (size_t)batches[b];
-            dp_mlp_config cfg = {.n_in = D, .n_hidden = 2, .hidden = {hidden, hidden},
-                                 .n_classes = 2, .activation = DP_ACT_RELU};
+            dp_mlp_config cfg = {.n_in = D,
+                                 .n_hidden = 2,
+                                 .hidden = {hidden, hidden},
+                                 .n_classes = 2,
+                                 .activation = DP_ACT_RELU};
             dp_mlp *m;
             if (dp_mlp_create(&cfg, B, &m) != DP_OK) {
                 fprintf(stderr, "kernels: %s\n", dp_last_error());
@@ -213,7 +225,8 @@ int main(int argc, char **argv) {
                 s = s * 6364136223846793005ULL + 1442695040888963407ULL;
                 X[i] = (float)((double)(s >> 11) * 0x1p-53 * 2 - 1);
             }
-            for (size_t i = 0; i < B; i++) y[i] = (int32_t)(i % 3 == 0);
+            for (size_t i = 0; i < B; i++)
+                y[i] = (int32_t)(i % 3 == 0);
             ctx c = {.m = m, .X = X, .y = y, .n = B, .grad = calloc(P, sizeof(float))};
             dp_key_from_seed(7, "noise", &c.key);
             c.priv = malloc((size_t)threads * sizeof(float *));
@@ -230,10 +243,12 @@ int main(int argc, char **argv) {
             double fwd = ph.t_forward * 1e6, bwd = ph.t_backward * 1e6, nrm = ph.t_norms * 1e6,
                    wg = ph.t_wgrad * 1e6;
             if (!json) {
-                printf("%4zu %5zu %6zu | %10.0f %10.0f %5.3f | %7.1f %7.1f %7.1f %7.1f | %8.1f %5.1f "
-                       "%6.3f | %10.0f %5.2f | %10.0f\n", D, B, P, B / t_dp, B / t_no,
-                       t_dp / t_no, fwd, bwd, nrm, wg, t_noise * 1e6, 100 * t_noise / t_dp,
-                       (t_dp + t_noise) / t_no, B / t_floor, t_dp / t_floor, B / t_mt);
+                printf(
+                    "%4zu %5zu %6zu | %10.0f %10.0f %5.3f | %7.1f %7.1f %7.1f %7.1f | %8.1f %5.1f "
+                    "%6.3f | %10.0f %5.2f | %10.0f\n",
+                    D, B, P, B / t_dp, B / t_no, t_dp / t_no, fwd, bwd, nrm, wg, t_noise * 1e6,
+                    100 * t_noise / t_dp, (t_dp + t_noise) / t_no, B / t_floor, t_dp / t_floor,
+                    B / t_mt);
             } else {
                 printf("%s{\"D\":%zu,\"batch\":%zu,\"params\":%zu,\"dp_examples_per_s\":%.0f,"
                        "\"nodp_examples_per_s\":%.0f,\"dp_over_nodp\":%.4f,\"phase_us\":{"
@@ -247,7 +262,8 @@ int main(int argc, char **argv) {
                 first = 0;
             }
             fflush(stdout);
-            for (int t = 0; t < threads; t++) free(c.priv[t]), free(c.act[t]);
+            for (int t = 0; t < threads; t++)
+                free(c.priv[t]), free(c.act[t]);
             free(c.priv), free(c.act), free(c.grad), free(X), free(y);
             dp_mlp_destroy(m);
         }

@@ -30,20 +30,24 @@ static net net_of(dp_mlp *m) {
     n.L = dp_mlp_nlayers(m);
     n.relu = dp_mlp_get_config(m)->activation == DP_ACT_RELU;
     n.P = dp_mlp_nparams(m);
-    for (int l = 0; l < n.L; l++) dp_mlp_layer(m, l, &n.woff[l], &n.boff[l], &n.out[l], &n.in[l]);
+    for (int l = 0; l < n.L; l++)
+        dp_mlp_layer(m, l, &n.woff[l], &n.boff[l], &n.out[l], &n.in[l]);
     n.theta = malloc(n.P * sizeof(double));
-    for (size_t j = 0; j < n.P; j++) n.theta[j] = dp_mlp_params(m)[j];
+    for (size_t j = 0; j < n.P; j++)
+        n.theta[j] = dp_mlp_params(m)[j];
     return n;
 }
 
 /* g[P] = gradient of w * CE(x, y) with respect to every parameter; returns the loss. */
 static double example_grad(const net *n, const float *x, int y, double w, double *g) {
     double a[DP_MLP_MAX_LAYERS + 1][256], dz[256], da[256];
-    for (size_t j = 0; j < n->in[0]; j++) a[0][j] = x[j];
+    for (size_t j = 0; j < n->in[0]; j++)
+        a[0][j] = x[j];
     for (int l = 0; l < n->L; l++)
         for (size_t o = 0; o < n->out[l]; o++) {
             double s = n->theta[n->boff[l] + o];
-            for (size_t i = 0; i < n->in[l]; i++) s += n->theta[n->woff[l] + o * n->in[l] + i] * a[l][i];
+            for (size_t i = 0; i < n->in[l]; i++)
+                s += n->theta[n->woff[l] + o * n->in[l] + i] * a[l][i];
             if (l < n->L - 1) s = n->relu ? fmax(s, 0.0) : tanh(s);
             if (isnan(s)) s = NAN;
             a[l + 1][o] = s;
@@ -51,20 +55,25 @@ static double example_grad(const net *n, const float *x, int y, double w, double
     const int L = n->L;
     const size_t k = n->out[L - 1];
     double mx = a[L][0];
-    for (size_t j = 1; j < k; j++) mx = fmax(mx, a[L][j]);
+    for (size_t j = 1; j < k; j++)
+        mx = fmax(mx, a[L][j]);
     double se = 0;
-    for (size_t j = 0; j < k; j++) se += exp(a[L][j] - mx);
+    for (size_t j = 0; j < k; j++)
+        se += exp(a[L][j] - mx);
     double loss = w * (mx + log(se) - a[L][y]);
-    for (size_t j = 0; j < k; j++) dz[j] = w * (exp(a[L][j] - mx) / se - (j == (size_t)y));
+    for (size_t j = 0; j < k; j++)
+        dz[j] = w * (exp(a[L][j] - mx) / se - (j == (size_t)y));
     for (int l = L - 1; l >= 0; l--) {
         for (size_t o = 0; o < n->out[l]; o++) {
             g[n->boff[l] + o] = dz[o];
-            for (size_t i = 0; i < n->in[l]; i++) g[n->woff[l] + o * n->in[l] + i] = dz[o] * a[l][i];
+            for (size_t i = 0; i < n->in[l]; i++)
+                g[n->woff[l] + o * n->in[l] + i] = dz[o] * a[l][i];
         }
         if (l == 0) break;
         for (size_t i = 0; i < n->in[l]; i++) {
             double s = 0;
-            for (size_t o = 0; o < n->out[l]; o++) s += dz[o] * n->theta[n->woff[l] + o * n->in[l] + i];
+            for (size_t o = 0; o < n->out[l]; o++)
+                s += dz[o] * n->theta[n->woff[l] + o * n->in[l] + i];
             double act = a[l][i];
             da[i] = s * (n->relu ? (act > 0) : 1 - act * act);
         }
@@ -74,8 +83,8 @@ static double example_grad(const net *n, const float *x, int y, double w, double
 }
 
 typedef struct naive_out {
-    double *sum;   /* [P] clipped sum */
-    double *norm;  /* [n] per-example norms |g_i| */
+    double *sum;  /* [P] clipped sum */
+    double *norm; /* [n] per-example norms |g_i| */
     size_t clipped, nonfinite;
     double loss;
 } naive_out;
@@ -89,12 +98,14 @@ static naive_out naive(const net *nt, const float *X, const int32_t *y, size_t n
         double tot = 0, lay[DP_MLP_MAX_LAYERS];
         for (int l = 0; l < nt->L; l++) {
             lay[l] = 0;
-            for (size_t j = nt->woff[l]; j < nt->boff[l] + nt->out[l]; j++) lay[l] += g[j] * g[j];
+            for (size_t j = nt->woff[l]; j < nt->boff[l] + nt->out[l]; j++)
+                lay[l] += g[j] * g[j];
             tot += lay[l];
         }
         r.norm[i] = sqrt(tot);
         int finite = isfinite(tot);
-        for (size_t j = 0; j < nt->P; j++) finite &= isfinite(g[j]) != 0;
+        for (size_t j = 0; j < nt->P; j++)
+            finite &= isfinite(g[j]) != 0;
         if (!finite) {
             r.nonfinite++;
             continue;
@@ -107,7 +118,8 @@ static naive_out naive(const net *nt, const float *X, const int32_t *y, size_t n
             if (clip->mode == DP_CLIP_PER_LAYER)
                 c = fmin(1, clip->layer_norms[l] / (sqrt(lay[l]) + 1e-6));
             clipped |= c < 1;
-            for (size_t j = nt->woff[l]; j < nt->boff[l] + nt->out[l]; j++) r.sum[j] += c * g[j];
+            for (size_t j = nt->woff[l]; j < nt->boff[l] + nt->out[l]; j++)
+                r.sum[j] += c * g[j];
         }
         r.clipped += (size_t)clipped;
     }
@@ -129,21 +141,24 @@ static dp_mlp *make(size_t d, int h1, int h2, int k, dp_activation act, size_t m
 }
 
 static void data(uint64_t *s, size_t n, size_t d, int k, double scale, float *X, int32_t *y) {
-    for (size_t i = 0; i < n * d; i++) X[i] = (float)(scale * tu_normal(s));
-    for (size_t i = 0; i < n; i++) y[i] = (int32_t)(tu_next(s) % (uint64_t)k);
+    for (size_t i = 0; i < n * d; i++)
+        X[i] = (float)(scale * tu_normal(s));
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)(tu_next(s) % (uint64_t)k);
 }
 
 /* |a - b| <= atol + rtol |b| everywhere */
 static void assert_close(const float *a, const double *b, size_t n, double rtol, double atol,
                          const char *what) {
     for (size_t j = 0; j < n; j++)
-        cr_assert(fabs(a[j] - b[j]) <= atol + rtol * fabs(b[j]), "%s[%zu]: %.9g vs %.9g", what,
-                  j, (double)a[j], b[j]);
+        cr_assert(fabs(a[j] - b[j]) <= atol + rtol * fabs(b[j]), "%s[%zu]: %.9g vs %.9g", what, j,
+                  (double)a[j], b[j]);
 }
 
 static double max_abs(const double *v, size_t n) {
     double m = 0;
-    for (size_t j = 0; j < n; j++) m = fmax(m, fabs(v[j]));
+    for (size_t j = 0; j < n; j++)
+        m = fmax(m, fabs(v[j]));
     return m;
 }
 
@@ -168,12 +183,13 @@ static void check_mode(dp_activation act, dp_clip_mode mode, int weighted) {
     }
     qsort(sorted, n, sizeof(double), cmp);
     clip.max_grad_norm = 0.5 * (sorted[n / 2] + sorted[n / 2 + 1]);
-    for (int l = 0; l < nt.L; l++) clip.layer_norms[l] = clip.max_grad_norm / sqrt(nt.L) * (1 + 0.3 * l);
+    for (int l = 0; l < nt.L; l++)
+        clip.layer_norms[l] = clip.max_grad_norm / sqrt(nt.L) * (1 + 0.3 * l);
     naive_out ref = naive(&nt, X, y, n, &clip, weighted ? cw : NULL);
     float *g = calloc(nt.P, sizeof(float));
     dp_grad_stats st = {0};
-    cr_assert_eq(dp_mlp_clipped_grad(m, X, y, n, &clip, weighted ? cw : NULL, g, &st), DP_OK,
-                 "%s", dp_last_error());
+    cr_assert_eq(dp_mlp_clipped_grad(m, X, y, n, &clip, weighted ? cw : NULL, g, &st), DP_OK, "%s",
+                 dp_last_error());
     double scale = max_abs(ref.sum, nt.P);
     assert_close(g, ref.sum, nt.P, 1e-4, 1e-5 * scale, "clipped sum");
     cr_assert_eq(st.n_clipped, ref.clipped, "clipped %zu vs naive %zu", st.n_clipped, ref.clipped);
@@ -196,11 +212,21 @@ static void check_mode(dp_activation act, dp_clip_mode mode, int weighted) {
     dp_mlp_destroy(m);
 }
 
-Test(clip, clip_sum_equals_naive_per_example_sum_flat_relu) { check_mode(DP_ACT_RELU, DP_CLIP_FLAT, 0); }
-Test(clip, clip_sum_equals_naive_per_example_sum_flat_tanh) { check_mode(DP_ACT_TANH, DP_CLIP_FLAT, 0); }
-Test(clip, clip_sum_equals_naive_per_example_sum_per_layer) { check_mode(DP_ACT_RELU, DP_CLIP_PER_LAYER, 0); }
-Test(clip, unclipped_sum_equals_naive_sum) { check_mode(DP_ACT_RELU, DP_CLIP_NONE, 0); }
-Test(clip, class_weights_scale_each_example_before_clipping) { check_mode(DP_ACT_TANH, DP_CLIP_FLAT, 1); }
+Test(clip, clip_sum_equals_naive_per_example_sum_flat_relu) {
+    check_mode(DP_ACT_RELU, DP_CLIP_FLAT, 0);
+}
+Test(clip, clip_sum_equals_naive_per_example_sum_flat_tanh) {
+    check_mode(DP_ACT_TANH, DP_CLIP_FLAT, 0);
+}
+Test(clip, clip_sum_equals_naive_per_example_sum_per_layer) {
+    check_mode(DP_ACT_RELU, DP_CLIP_PER_LAYER, 0);
+}
+Test(clip, unclipped_sum_equals_naive_sum) {
+    check_mode(DP_ACT_RELU, DP_CLIP_NONE, 0);
+}
+Test(clip, class_weights_scale_each_example_before_clipping) {
+    check_mode(DP_ACT_TANH, DP_CLIP_FLAT, 1);
+}
 
 /* One example at a time: the result is g_i scaled to norm min(|g_i|, C), which
  * checks the per-example norm itself. */
@@ -217,14 +243,16 @@ Test(clip, single_example_gradient_has_norm_min_of_norm_and_bound) {
         data(&s, 1, d, 2, 2.0, x, y);
         example_grad(&nt, x, y[0], 1.0, g);
         double norm = 0;
-        for (size_t j = 0; j < nt.P; j++) norm += g[j] * g[j];
+        for (size_t j = 0; j < nt.P; j++)
+            norm += g[j] * g[j];
         norm = sqrt(norm);
         double C = norm * (rep % 2 ? 0.3 : 3.0);
         dp_clip_config clip = {.mode = DP_CLIP_FLAT, .max_grad_norm = C};
         memset(f, 0, nt.P * sizeof(float));
         cr_assert_eq(dp_mlp_clipped_grad(m, x, y, 1, &clip, NULL, f, NULL), DP_OK);
         double got = 0;
-        for (size_t j = 0; j < nt.P; j++) got += (double)f[j] * f[j];
+        for (size_t j = 0; j < nt.P; j++)
+            got += (double)f[j] * f[j];
         got = sqrt(got);
         double want = fmin(norm, C * norm / (norm + 1e-6));
         cr_assert(fabs(got - want) <= 1e-5 * want, "norm %.9g, want %.9g (C %.4g, |g| %.4g)", got,
@@ -241,7 +269,8 @@ static float *grad_with(size_t micro, int threads, uint64_t seed, const float *X
     dp_mlp *m = make(d, 32, 32, 2, DP_ACT_RELU, micro, seed);
     *P = dp_mlp_nparams(m);
     float *g = calloc(*P, sizeof(float));
-    cr_assert_eq(dp_mlp_clipped_grad(m, X, y, n, clip, NULL, g, NULL), DP_OK, "%s", dp_last_error());
+    cr_assert_eq(dp_mlp_clipped_grad(m, X, y, n, clip, NULL, g, NULL), DP_OK, "%s",
+                 dp_last_error());
     dp_mlp_destroy(m);
     omp_set_num_threads(old);
     return g;
@@ -256,11 +285,13 @@ Test(clip, clip_sum_is_the_same_for_micro_batch_sizes_and_thread_counts) {
     uint64_t seed = tu_next(&s);
     for (int mode = DP_CLIP_NONE; mode <= DP_CLIP_PER_LAYER; mode++) {
         dp_clip_config clip = {.mode = (dp_clip_mode)mode, .max_grad_norm = 0.2};
-        for (int l = 0; l < 3; l++) clip.layer_norms[l] = 0.1;
+        for (int l = 0; l < 3; l++)
+            clip.layer_norms[l] = 0.1;
         size_t P;
         float *base = grad_with(n, 1, seed, X, y, n, d, &clip, &P);
         double *b = malloc(P * sizeof(double)), sc = 0;
-        for (size_t j = 0; j < P; j++) b[j] = base[j], sc = fmax(sc, fabs(b[j]));
+        for (size_t j = 0; j < P; j++)
+            b[j] = base[j], sc = fmax(sc, fabs(b[j]));
         size_t micro[] = {1, 7, 512, 1000, n};
         for (size_t t = 0; t < sizeof micro / sizeof *micro; t++)
             for (int threads = 1; threads <= 2; threads++) {
@@ -285,7 +316,8 @@ Test(clip, nonfinite_rows_are_zeroed_and_counted_not_propagated) {
     X[150 * d + 0] = INFINITY;
     X[151 * d + 10] = -INFINITY;
     X[399 * d + 5] = NAN;
-    for (size_t j = 0; j < d; j++) X[200 * d + j] = 3e38f;
+    for (size_t j = 0; j < d; j++)
+        X[200 * d + j] = 3e38f;
     dp_mlp *m = make(d, 24, 24, 3, DP_ACT_RELU, 128, tu_next(&s));
     net nt = net_of(m);
     /* the expected sum: the finite rows only */
@@ -299,7 +331,8 @@ Test(clip, nonfinite_rows_are_zeroed_and_counted_not_propagated) {
     }
     for (int mode = DP_CLIP_NONE; mode <= DP_CLIP_PER_LAYER; mode++) {
         dp_clip_config clip = {.mode = (dp_clip_mode)mode, .max_grad_norm = 0.5};
-        for (int l = 0; l < 3; l++) clip.layer_norms[l] = 0.3;
+        for (int l = 0; l < 3; l++)
+            clip.layer_norms[l] = 0.3;
         naive_out ref = naive(&nt, Xf, yf, nf, &clip, NULL);
         float *g = calloc(nt.P, sizeof(float));
         dp_grad_stats st = {0};
@@ -326,7 +359,8 @@ Test(clip, empty_batch_gives_zero_gradient_and_accumulate_adds) {
     dp_clip_config clip = {.mode = DP_CLIP_FLAT, .max_grad_norm = 1};
     dp_grad_stats st = {0};
     cr_assert_eq(dp_mlp_clipped_grad(m, NULL, NULL, 0, &clip, NULL, g, &st), DP_OK);
-    for (size_t j = 0; j < P; j++) cr_assert_eq(g[j], 0.0f);
+    for (size_t j = 0; j < P; j++)
+        cr_assert_eq(g[j], 0.0f);
     cr_assert_eq(st.loss_sum, 0.0);
     /* accumulate: two calls on halves equal one call on the whole */
     float X[40 * 5];
@@ -336,7 +370,8 @@ Test(clip, empty_batch_gives_zero_gradient_and_accumulate_adds) {
     cr_assert_eq(dp_mlp_clipped_grad(m, X, y, 40, &clip, NULL, g, NULL), DP_OK);
     cr_assert_eq(dp_mlp_clipped_grad(m, X, y, 17, &clip, NULL, h, NULL), DP_OK);
     cr_assert_eq(dp_mlp_clipped_grad(m, X + 17 * 5, y + 17, 23, &clip, NULL, h, NULL), DP_OK);
-    for (size_t j = 0; j < P; j++) cr_assert(fabsf(g[j] - h[j]) <= 1e-5f * (1 + fabsf(g[j])));
+    for (size_t j = 0; j < P; j++)
+        cr_assert(fabsf(g[j] - h[j]) <= 1e-5f * (1 + fabsf(g[j])));
     free(g), free(h);
     dp_mlp_destroy(m);
 }
@@ -395,7 +430,8 @@ Test(clip, call_inside_a_parallel_region_counts_every_row) {
     cr_assert(fabs(sa.loss_sum - sb.loss_sum) <= 1e-6 * sa.loss_sum, "loss %g vs %g", sa.loss_sum,
               sb.loss_sum);
     cr_assert_eq(sa.n_clipped, sb.n_clipped);
-    for (size_t j = 0; j < P; j++) cr_assert(fabsf(a[j] - b[j]) <= 1e-5f * (1 + fabsf(a[j])));
+    for (size_t j = 0; j < P; j++)
+        cr_assert(fabsf(a[j] - b[j]) <= 1e-5f * (1 + fabsf(a[j])));
     free(a), free(b), free(X), free(y);
     dp_mlp_destroy(m);
 }

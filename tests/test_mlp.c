@@ -16,7 +16,8 @@
 
 static dp_mlp *make(size_t d, const int *hidden, int nh, int k, dp_activation act, size_t micro) {
     dp_mlp_config cfg = {.n_in = d, .n_hidden = nh, .n_classes = k, .activation = act};
-    for (int h = 0; h < nh; h++) cfg.hidden[h] = hidden[h];
+    for (int h = 0; h < nh; h++)
+        cfg.hidden[h] = hidden[h];
     dp_mlp *m = NULL;
     cr_assert_eq(dp_mlp_create(&cfg, micro, &m), DP_OK, "%s", dp_last_error());
     return m;
@@ -28,25 +29,32 @@ static void logprob64(const dp_mlp *m, const double *theta, const float *x, doub
     const dp_mlp_config *cfg = dp_mlp_get_config(m);
     double a[512], z[512];
     size_t width = cfg->n_in;
-    for (size_t j = 0; j < width; j++) a[j] = x[j];
+    for (size_t j = 0; j < width; j++)
+        a[j] = x[j];
     for (int l = 0; l < dp_mlp_nlayers(m); l++) {
         size_t wo, bo, out, in;
         dp_mlp_layer(m, l, &wo, &bo, &out, &in);
         cr_assert_eq(in, width);
         for (size_t o = 0; o < out; o++) {
             double s = theta[bo + o];
-            for (size_t i = 0; i < in; i++) s += theta[wo + o * in + i] * a[i];
+            for (size_t i = 0; i < in; i++)
+                s += theta[wo + o * in + i] * a[i];
             z[o] = s;
         }
         int last = l == dp_mlp_nlayers(m) - 1;
         for (size_t o = 0; o < out; o++)
-            a[o] = last ? z[o] : cfg->activation == DP_ACT_RELU ? (z[o] > 0 ? z[o] : 0) : tanh(z[o]);
+            a[o] = last                             ? z[o]
+                   : cfg->activation == DP_ACT_RELU ? (z[o] > 0 ? z[o] : 0)
+                                                    : tanh(z[o]);
         width = out;
     }
     double mx = a[0], s = 0;
-    for (size_t j = 1; j < width; j++) mx = fmax(mx, a[j]);
-    for (size_t j = 0; j < width; j++) s += exp(a[j] - mx);
-    for (size_t j = 0; j < width; j++) lp[j] = a[j] - mx - log(s);
+    for (size_t j = 1; j < width; j++)
+        mx = fmax(mx, a[j]);
+    for (size_t j = 0; j < width; j++)
+        s += exp(a[j] - mx);
+    for (size_t j = 0; j < width; j++)
+        lp[j] = a[j] - mx - log(s);
 }
 
 static double loss64(const dp_mlp *m, const double *theta, const float *X, const int32_t *y,
@@ -71,7 +79,8 @@ Test(mlp, layout_is_pytorch_sequential_order) {
     cr_assert(wo == 35 && bo == 70 && out == 5 && in == 7);
     dp_mlp_layer(m, 2, &wo, &bo, &out, &in);
     cr_assert(wo == 75 && bo == 90 && out == 3 && in == 5);
-    for (size_t j = 0; j < dp_mlp_nparams(m); j++) cr_assert_eq(dp_mlp_params(m)[j], 0.0f);
+    for (size_t j = 0; j < dp_mlp_nparams(m); j++)
+        cr_assert_eq(dp_mlp_params(m)[j], 0.0f);
     dp_mlp_destroy(m);
 }
 
@@ -85,7 +94,8 @@ Test(mlp, init_is_uniform_within_pytorch_bound_and_reproducible) {
     cr_assert_eq(memcmp(dp_mlp_params(m), dp_mlp_params(m2), dp_mlp_nparams(m) * sizeof(float)), 0);
     dp_mlp_init(m2, seed + 1);
     size_t same = 0;
-    for (size_t j = 0; j < dp_mlp_nparams(m); j++) same += dp_mlp_params(m)[j] == dp_mlp_params(m2)[j];
+    for (size_t j = 0; j < dp_mlp_nparams(m); j++)
+        same += dp_mlp_params(m)[j] == dp_mlp_params(m2)[j];
     cr_assert_lt(same, 5);
     for (int l = 0; l < 2; l++) {
         size_t wo, bo, out, in;
@@ -101,7 +111,8 @@ Test(mlp, init_is_uniform_within_pytorch_bound_and_reproducible) {
         /* U(-b, b): mean 0, variance b^2/3; 6-sigma bounds on the sample moments */
         double mean = s1 / cnt, var = s2 / cnt - mean * mean;
         cr_assert(fabs(mean) < 6 * b / sqrt(3.0 * cnt), "layer %d mean %g", l, mean);
-        cr_assert(fabs(var - b * b / 3) < 6 * b * b * sqrt(4.0 / 45 / cnt), "layer %d var %g", l, var);
+        cr_assert(fabs(var - b * b / 3) < 6 * b * b * sqrt(4.0 / 45 / cnt), "layer %d var %g", l,
+                  var);
     }
     dp_mlp_destroy(m), dp_mlp_destroy(m2);
 }
@@ -125,8 +136,10 @@ Test(mlp, init_follows_the_documented_xchacha20_stream) {
         dp_mlp_layer(m, l, &wo, &bo, &out, &in);
         for (size_t j = wo; j < bo + out; j++) {
             uint64_t v = 0;
-            for (int b = 7; b >= 0; b--) v = (v << 8) | ks[8 * j + (size_t)b];
-            float want = (float)((2.0 * ((double)(v >> 11) / 9007199254740992.0) - 1.0) / sqrt((double)in));
+            for (int b = 7; b >= 0; b--)
+                v = (v << 8) | ks[8 * j + (size_t)b];
+            float want =
+                (float)((2.0 * ((double)(v >> 11) / 9007199254740992.0) - 1.0) / sqrt((double)in));
             cr_assert_eq(dp_mlp_params(m)[j], want, "parameter %zu", j);
         }
     }
@@ -145,11 +158,14 @@ static void check_fd(dp_activation act, int weighted) {
     float *p = dp_mlp_params(m);
     float X[12 * 5], cw[3] = {0.7f, 1.9f, 1.1f};
     int32_t y[12];
-    for (size_t i = 0; i < n * d; i++) X[i] = (float)tu_normal(&s);
-    for (size_t i = 0; i < n; i++) y[i] = (int32_t)(tu_next(&s) % 3);
+    for (size_t i = 0; i < n * d; i++)
+        X[i] = (float)tu_normal(&s);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)(tu_next(&s) % 3);
     /* parameters rounded to float are the exact point where both are evaluated */
     double *theta = malloc(P * sizeof(double));
-    for (size_t j = 0; j < P; j++) theta[j] = p[j];
+    for (size_t j = 0; j < P; j++)
+        theta[j] = p[j];
     float *g = calloc(P, sizeof(float));
     dp_clip_config none = {.mode = DP_CLIP_NONE};
     dp_grad_stats st = {0};
@@ -165,16 +181,24 @@ static void check_fd(dp_activation act, int weighted) {
         double lm = loss64(m, theta, X, y, n, weighted ? cw : NULL);
         theta[j] = keep;
         double fd = (lp - lm) / (2 * eps);
-        cr_assert(fabs(g[j] - fd) <= 2e-4 * (1 + fabs(fd)), "param %zu: gradient %.8g, finite "
-                  "difference %.8g", j, (double)g[j], fd);
+        cr_assert(fabs(g[j] - fd) <= 2e-4 * (1 + fabs(fd)),
+                  "param %zu: gradient %.8g, finite "
+                  "difference %.8g",
+                  j, (double)g[j], fd);
     }
     free(theta), free(g);
     dp_mlp_destroy(m);
 }
 
-Test(mlp, gradient_matches_central_finite_differences_tanh) { check_fd(DP_ACT_TANH, 0); }
-Test(mlp, gradient_matches_central_finite_differences_relu) { check_fd(DP_ACT_RELU, 0); }
-Test(mlp, weighted_gradient_matches_finite_differences) { check_fd(DP_ACT_TANH, 1); }
+Test(mlp, gradient_matches_central_finite_differences_tanh) {
+    check_fd(DP_ACT_TANH, 0);
+}
+Test(mlp, gradient_matches_central_finite_differences_relu) {
+    check_fd(DP_ACT_RELU, 0);
+}
+Test(mlp, weighted_gradient_matches_finite_differences) {
+    check_fd(DP_ACT_TANH, 1);
+}
 
 Test(mlp, predict_matches_float64_forward_for_any_n) {
     uint64_t s = tu_seed();
@@ -186,9 +210,11 @@ Test(mlp, predict_matches_float64_forward_for_any_n) {
         dp_mlp_init(m, tu_next(&s));
         float *X = malloc(n * d * sizeof(float)), *Pr = malloc(n * k * sizeof(float)),
               *Pref = malloc(n * k * sizeof(float));
-        for (size_t i = 0; i < n * d; i++) X[i] = (float)(2 * tu_normal(&s));
+        for (size_t i = 0; i < n * d; i++)
+            X[i] = (float)(2 * tu_normal(&s));
         double *theta = malloc(dp_mlp_nparams(m) * sizeof(double));
-        for (size_t j = 0; j < dp_mlp_nparams(m); j++) theta[j] = dp_mlp_params(m)[j];
+        for (size_t j = 0; j < dp_mlp_nparams(m); j++)
+            theta[j] = dp_mlp_params(m)[j];
         size_t ns[] = {0, 1, 99, n};
         for (int t = 0; t < 4; t++) {
             cr_assert_eq(dp_mlp_predict(m, X, ns[t], Pr), DP_OK);
@@ -218,15 +244,20 @@ Test(mlp, softmax_is_stable_on_huge_logits) {
     /* scale the last layer so the logits are ~1e4: naive exp would overflow */
     size_t wo, bo, out, in;
     dp_mlp_layer(m, 1, &wo, &bo, &out, &in);
-    for (size_t j = wo; j < bo + out; j++) dp_mlp_params(m)[j] *= 3000.0f;
+    for (size_t j = wo; j < bo + out; j++)
+        dp_mlp_params(m)[j] *= 3000.0f;
     float X[16 * 3], Pr[32];
     int32_t y[16];
-    for (int i = 0; i < 48; i++) X[i] = (float)(3 * tu_normal(&s));
-    for (int i = 0; i < 16; i++) y[i] = i % 2;
+    for (int i = 0; i < 48; i++)
+        X[i] = (float)(3 * tu_normal(&s));
+    for (int i = 0; i < 16; i++)
+        y[i] = i % 2;
     cr_assert_eq(dp_mlp_predict(m, X, 16, Pr), DP_OK);
-    for (int i = 0; i < 32; i++) cr_assert(isfinite(Pr[i]) && Pr[i] >= 0 && Pr[i] <= 1);
+    for (int i = 0; i < 32; i++)
+        cr_assert(isfinite(Pr[i]) && Pr[i] >= 0 && Pr[i] <= 1);
     double *theta = malloc(dp_mlp_nparams(m) * sizeof(double));
-    for (size_t j = 0; j < dp_mlp_nparams(m); j++) theta[j] = dp_mlp_params(m)[j];
+    for (size_t j = 0; j < dp_mlp_nparams(m); j++)
+        theta[j] = dp_mlp_params(m)[j];
     float g[64] = {0};
     dp_grad_stats st = {0};
     dp_clip_config none = {.mode = DP_CLIP_NONE};

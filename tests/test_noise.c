@@ -40,15 +40,18 @@ Test(noise, draws_are_standard_normal_mean_variance_tails_ks) {
     double *z = draw(&k, tu_next(&s) % 1000000, 0, 0, n);
     double m = 0, v = 0;
     size_t tail3 = 0;
-    for (size_t i = 0; i < n; i++) m += z[i];
+    for (size_t i = 0; i < n; i++)
+        m += z[i];
     m /= n;
-    for (size_t i = 0; i < n; i++) v += (z[i] - m) * (z[i] - m), tail3 += fabs(z[i]) > 3;
+    for (size_t i = 0; i < n; i++)
+        v += (z[i] - m) * (z[i] - m), tail3 += fabs(z[i]) > 3;
     v /= n - 1;
     cr_assert(fabs(m) < 5 / sqrt((double)n), "mean %g", m);
     /* (n-1) s^2 ~ chi-square(n-1): |s^2 - 1| < 5 sqrt(2 / (n-1)) */
     cr_assert(fabs(v - 1) < 5 * sqrt(2.0 / (n - 1)), "variance %g", v);
     const double p3 = erfc(3 / sqrt(2.0)); /* P(|Z| > 3) */
-    cr_assert(fabs(tail3 - n * p3) < 5 * sqrt(n * p3), "|z| > 3: %zu, expected %.0f", tail3, n * p3);
+    cr_assert(fabs(tail3 - n * p3) < 5 * sqrt(n * p3), "|z| > 3: %zu, expected %.0f", tail3,
+              n * p3);
     /* Kolmogorov-Smirnov: sqrt(n) D < 2.2302, the alpha = 1e-4 point of Kolmogorov's law */
     qsort(z, n, sizeof(double), cmp_double);
     double D = 0;
@@ -68,15 +71,18 @@ Test(noise, draws_follow_the_documented_xchacha20_box_muller_construction) {
     const uint64_t step = tu_next(&s), stream = tu_next(&s) % 16;
     const size_t off = 1000, n = 300;
     unsigned char nonce[24] = {0}, ks[32 * 1300];
-    for (int i = 0; i < 8; i++) nonce[i] = (unsigned char)(step >> (8 * i));
-    for (int i = 0; i < 8; i++) nonce[8 + i] = (unsigned char)(stream >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        nonce[i] = (unsigned char)(step >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        nonce[8 + i] = (unsigned char)(stream >> (8 * i));
     memcpy(nonce + 16, "noise", 5);
     crypto_stream_xchacha20(ks, sizeof ks, nonce, k.bytes);
     double *z = draw(&k, step, stream, off, n);
     for (size_t j = off; j < off + n; j++) {
         uint64_t w[4] = {0};
         for (int q = 0; q < 4; q++)
-            for (int b = 7; b >= 0; b--) w[q] = (w[q] << 8) | ks[32 * j + 8 * (size_t)q + (size_t)b];
+            for (int b = 7; b >= 0; b--)
+                w[q] = (w[q] << 8) | ks[32 * j + 8 * (size_t)q + (size_t)b];
         double want = 0;
         for (int pair = 0; pair < 2; pair++) {
             double u1 = (double)((w[2 * pair] >> 11) + 1) / 9007199254740992.0;
@@ -85,8 +91,8 @@ Test(noise, draws_follow_the_documented_xchacha20_box_muller_construction) {
             want += r * cos(2 * M_PI * u2) + r * sin(2 * M_PI * u2);
         }
         want /= 2;
-        cr_assert(fabs(z[j - off] - want) < 1e-12 * (1 + fabs(want)), "coordinate %zu: %.17g vs %.17g",
-                  j, z[j - off], want);
+        cr_assert(fabs(z[j - off] - want) < 1e-12 * (1 + fabs(want)),
+                  "coordinate %zu: %.17g vs %.17g", j, z[j - off], want);
     }
     free(z);
 }
@@ -129,7 +135,8 @@ Test(noise, add_adds_std_times_the_draws_in_double_rounded_once) {
     const size_t n = 100000;
     const double std = 2.75;
     float *out = malloc(n * sizeof(float)), *base = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) base[i] = out[i] = (float)(10 * tu_normal(&s));
+    for (size_t i = 0; i < n; i++)
+        base[i] = out[i] = (float)(10 * tu_normal(&s));
     cr_assert_eq(dp_noise_add(&k, 9, 1, 5, out, n, std), DP_OK);
     double *z = draw(&k, 9, 1, 5, n);
     double v = 0;
@@ -150,7 +157,8 @@ Test(noise, add_adds_std_times_the_draws_in_double_rounded_once) {
 
 static double corr(const double *a, const double *b, size_t n) {
     double sab = 0, saa = 0, sbb = 0;
-    for (size_t i = 0; i < n; i++) sab += a[i] * b[i], saa += a[i] * a[i], sbb += b[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        sab += a[i] * b[i], saa += a[i] * a[i], sbb += b[i] * b[i];
     return sab / sqrt(saa * sbb);
 }
 
@@ -173,7 +181,8 @@ Test(noise, steps_streams_keys_and_neighbours_are_uncorrelated) {
     /* squares too: the two halves of a Box-Muller pair are uncorrelated but
      * share a radius; the sums must not inherit that */
     double *sq = malloc((n + 1) * sizeof(double));
-    for (size_t i = 0; i <= n; i++) sq[i] = a[i] * a[i] - 1;
+    for (size_t i = 0; i <= n; i++)
+        sq[i] = a[i] * a[i] - 1;
     double r2 = corr(sq, sq + 1, n);
     cr_assert(fabs(r2) < bound, "lag-1 correlation of squares %g", r2);
     free(sq), free(a);
@@ -189,5 +198,6 @@ Test(noise, bad_arguments_are_refused) {
     cr_assert_eq(dp_noise_add(&k, 0, 0, 0, f, 4, INFINITY), DP_E_RANGE);
     cr_assert_eq(dp_noise_add(&k, 0, 0, 0, NULL, 4, 1.0), DP_E_USAGE);
     cr_assert_eq(dp_noise_add(&k, 0, 0, SIZE_MAX - 1, f, 4, 1.0), DP_E_RANGE);
-    for (int i = 0; i < 4; i++) cr_assert_eq(f[i], 0.0f);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(f[i], 0.0f);
 }

@@ -46,14 +46,16 @@ Test(poisson, inclusion_frequency_per_example_is_q_chi_square) {
     for (int t = 0; t < T; t++) {
         size_t c;
         size_t *idx = sample(&k, (uint64_t)t, N, q, 0, N, &c);
-        for (size_t i = 0; i < c; i++) hits[idx[i]]++;
+        for (size_t i = 0; i < c; i++)
+            hits[idx[i]]++;
         bs += (double)c, bs2 += (double)c * c;
         free(idx);
     }
     /* sum_i (h_i - Tq)^2 / (Tq(1-q)) has mean N and variance N (2 + (1 - 6pq) / (Tpq)) */
     const double mu = T * q, var = T * q * (1 - q);
     double x2 = 0;
-    for (size_t i = 0; i < N; i++) x2 += (hits[i] - mu) * (hits[i] - mu) / var;
+    for (size_t i = 0; i < N; i++)
+        x2 += (hits[i] - mu) * (hits[i] - mu) / var;
     double sd = sqrt(N * (2 + (1 - 6 * q * (1 - q)) / var));
     cr_assert(fabs(x2 - N) < 6 * sd, "chi-square %.1f, expected %zu +- %.1f", x2, N, sd);
     /* batch sizes: Binomial(N, q) mean and variance */
@@ -77,9 +79,11 @@ Test(poisson, consecutive_steps_are_independent) {
         size_t c;
         size_t *idx = sample(&k, (uint64_t)t, N, q, 0, N, &c);
         memset(cur, 0, N);
-        for (size_t i = 0; i < c; i++) cur[idx[i]] = 1;
+        for (size_t i = 0; i < c; i++)
+            cur[idx[i]] = 1;
         if (t) {
-            for (size_t i = 0; i < N; i++) overlap += prev[i] & cur[i];
+            for (size_t i = 0; i < N; i++)
+                overlap += prev[i] & cur[i];
         }
         unsigned char *tmp = prev;
         prev = cur, cur = tmp;
@@ -94,8 +98,11 @@ Test(poisson, consecutive_steps_are_independent) {
 Test(poisson, batch_is_the_same_for_every_partition_into_ranks) {
     uint64_t s = tu_seed();
     dp_key k = test_key(&s);
-    struct { size_t n; double q; } cases[] = {
-        {300000, 0.3}, {300000, 0.01}, {3000000, 1e-4}, {1000, 0.5}, {5, 0.9}, {2500000, 1e-6}};
+    struct {
+        size_t n;
+        double q;
+    } cases[] = {{300000, 0.3}, {300000, 0.01}, {3000000, 1e-4},
+                 {1000, 0.5},   {5, 0.9},       {2500000, 1e-6}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         const size_t n = cases[c].n;
         const double q = cases[c].q;
@@ -106,10 +113,15 @@ Test(poisson, batch_is_the_same_for_every_partition_into_ranks) {
             for (int rep = 0; rep < 3; rep++) {
                 size_t cut[5] = {0};
                 cut[R] = n;
-                for (int r = 1; r < R; r++) cut[r] = (size_t)(tu_uniform(&s) * (double)n);
+                for (int r = 1; r < R; r++)
+                    cut[r] = (size_t)(tu_uniform(&s) * (double)n);
                 for (int a = 1; a < R; a++) /* sort the inner cuts */
                     for (int b = a + 1; b < R; b++)
-                        if (cut[b] < cut[a]) { size_t t = cut[a]; cut[a] = cut[b]; cut[b] = t; }
+                        if (cut[b] < cut[a]) {
+                            size_t t = cut[a];
+                            cut[a] = cut[b];
+                            cut[b] = t;
+                        }
                 size_t got = 0;
                 for (int r = 0; r < R; r++) {
                     size_t cnt;
@@ -140,14 +152,17 @@ Test(poisson, batch_follows_the_documented_xchacha20_construction) {
     size_t want[4096], nw = 0;
     for (uint64_t b = 0; b < 2; b++) {
         unsigned char nonce[24] = {0}, ks[8 * 4096];
-        for (int i = 0; i < 8; i++) nonce[i] = (unsigned char)(step >> (8 * i));
-        for (int i = 0; i < 8; i++) nonce[8 + i] = (unsigned char)(b >> (8 * i));
+        for (int i = 0; i < 8; i++)
+            nonce[i] = (unsigned char)(step >> (8 * i));
+        for (int i = 0; i < 8; i++)
+            nonce[8 + i] = (unsigned char)(b >> (8 * i));
         memcpy(nonce + 16, "sample", 6);
         crypto_stream_xchacha20(ks, sizeof ks, nonce, k.bytes);
         size_t i = b * 65536, end = b ? n : 65536, w = 0;
         for (;;) {
             uint64_t v = 0;
-            for (int j = 7; j >= 0; j--) v = (v << 8) | ks[8 * w + (size_t)j];
+            for (int j = 7; j >= 0; j--)
+                v = (v << 8) | ks[8 * w + (size_t)j];
             w++;
             double u = (double)((v >> 11) + 1) / 9007199254740992.0;
             double g = floor(log(u) / log1p(-q));
@@ -166,7 +181,10 @@ Test(poisson, batch_follows_the_documented_xchacha20_construction) {
 Test(poisson, tiny_q_over_huge_n_returns_quickly) {
     uint64_t s = tu_seed();
     dp_key k = test_key(&s);
-    struct { size_t n; double q; } cases[] = {
+    struct {
+        size_t n;
+        double q;
+    } cases[] = {
         {(size_t)1 << 40, 1e-9}, {(size_t)1 << 60, 1e-15}, {SIZE_MAX, 1e-300}, {SIZE_MAX, 1e-17}};
     for (int c = 0; c < 4; c++) {
         size_t cnt;
@@ -187,7 +205,8 @@ Test(poisson, q_one_takes_everything_and_bad_arguments_are_refused) {
     size_t idx[100], c;
     cr_assert_eq(dp_poisson_sample(&k, 3, 100, 1.0, 10, 90, idx, 100, &c), DP_OK);
     cr_assert_eq(c, 80);
-    for (size_t i = 0; i < c; i++) cr_assert_eq(idx[i], 10 + i);
+    for (size_t i = 0; i < c; i++)
+        cr_assert_eq(idx[i], 10 + i);
     double bad[] = {0.0, -0.1, 1.0000001, NAN, INFINITY};
     for (int b = 0; b < 5; b++)
         cr_assert_eq(dp_poisson_sample(&k, 3, 100, bad[b], 0, 100, idx, 100, &c), DP_E_RANGE,
@@ -213,7 +232,8 @@ Test(poisson, capacity_bounds_the_batch) {
             size_t cap = dp_poisson_capacity(ns[a], qs[b]);
             double mu = ns[a] * qs[b], sd = sqrt(mu * (1 - qs[b]));
             cr_assert(cap <= ns[a]);
-            cr_assert((double)cap >= fmin((double)ns[a], mu + 7 * sd), "n %zu q %g cap %zu", ns[a], qs[b], cap);
+            cr_assert((double)cap >= fmin((double)ns[a], mu + 7 * sd), "n %zu q %g cap %zu", ns[a],
+                      qs[b], cap);
             cr_assert(cap <= mu + 10 * sd + 40, "n %zu q %g cap %zu too loose", ns[a], qs[b], cap);
         }
     for (int t = 0; t < 50; t++) {
@@ -238,7 +258,8 @@ Test(poisson, seeded_keys_are_reproducible_and_os_keys_differ) {
     size_t len = 0;
     memcpy(in, "dpsgd key v1", 13), len = 13;
     memcpy(in + len, "noise", 6), len += 6;
-    for (int i = 0; i < 8; i++) in[len++] = (unsigned char)((uint64_t)42 >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        in[len++] = (unsigned char)((uint64_t)42 >> (8 * i));
     crypto_generichash(want, 32, in, len, NULL, 0);
     cr_assert_eq(memcmp(a.bytes, want, 32), 0);
     dp_key o1, o2;

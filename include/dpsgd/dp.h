@@ -60,7 +60,7 @@ DP_API dp_status dp_noise_add(const dp_key *key, uint64_t step, uint64_t stream,
                               float *out, size_t n, double std);
 
 /* The same draws z_j (std 1) in double precision, overwriting out (for tests). */
-DP_API dp_status dp_noise_draw_f64(const dp_key *key, uint64_t step, uint64_t stream,
-                                   size_t offset, double *out, size_t n);
+DP_API dp_status dp_noise_draw_f64(const dp_key *key, uint64_t step, uint64_t stream, size_t offset,
+                                   double *out, size_t n);
 
 #endif

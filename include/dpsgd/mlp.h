@@ -19,11 +19,11 @@
 typedef enum dp_activation { DP_ACT_RELU = 0, DP_ACT_TANH = 1 } dp_activation;
 
 typedef struct dp_mlp_config {
-    size_t n_in;                          /* d, input features */
-    int n_hidden;                         /* number of hidden layers, 0..DP_MLP_MAX_LAYERS-1 */
-    int hidden[DP_MLP_MAX_LAYERS];        /* their widths */
-    int n_classes;                        /* k >= 2; softmax cross-entropy */
-    dp_activation activation;             /* after every hidden layer */
+    size_t n_in;                   /* d, input features */
+    int n_hidden;                  /* number of hidden layers, 0..DP_MLP_MAX_LAYERS-1 */
+    int hidden[DP_MLP_MAX_LAYERS]; /* their widths */
+    int n_classes;                 /* k >= 2; softmax cross-entropy */
+    dp_activation activation;      /* after every hidden layer */
 } dp_mlp_config;
 
 typedef struct dp_mlp dp_mlp;
@@ -78,9 +78,9 @@ typedef struct dp_clip_config {
  * norms (|a|^2, |delta|^2) is fused into the forward and backward passes and
  * counted there, so t_norms is only the clip factors. */
 typedef struct dp_grad_stats {
-    double loss_sum;   /* sum of per-example (weighted) cross-entropy */
-    size_t n_clipped;  /* examples whose gradient was scaled down */
-    size_t n_nonfinite;/* examples whose gradient was non-finite and zeroed */
+    double loss_sum;    /* sum of per-example (weighted) cross-entropy */
+    size_t n_clipped;   /* examples whose gradient was scaled down */
+    size_t n_nonfinite; /* examples whose gradient was non-finite and zeroed */
     /* wall seconds per phase, accumulated (for bench/train's phase table) */
     double t_forward, t_backward, t_norms, t_wgrad;
 } dp_grad_stats;

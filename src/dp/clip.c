@@ -26,11 +26,10 @@
  *             bias, an input that is always 1), c_i = min(1, C / (|g_i| + 1e-6)),
  *             or per layer c_i^l = min(1, C_l / (|g_i^l| + 1e-6)).
  *             A non-finite |g_i|^2 (some input, activation or delta is NaN or
- *             Inf, or a squared norm overflows float) gives c_i = 0, and the row is zeroed in every D_l and A_l
- *             (0 * Inf would still be NaN inside the product).
- *   wgrad     D_l := diag(c) D_l (row scaling, fused with the bias gradient
- *             grad b_l += D_l^T 1 = sum of the scaled rows), then one GEMM
- *             grad W_l += D_l^T A_l, the same shape as non-private SGD's.
+ *             Inf, or a squared norm overflows float) gives c_i = 0, and the row is zeroed in every
+ * D_l and A_l (0 * Inf would still be NaN inside the product). wgrad     D_l := diag(c) D_l (row
+ * scaling, fused with the bias gradient grad b_l += D_l^T 1 = sum of the scaled rows), then one
+ * GEMM grad W_l += D_l^T A_l, the same shape as non-private SGD's.
  *
  * DP_CLIP_NONE runs the same phases with c_i = 1 (0 for a non-finite row,
  * which is why it still needs the norms).
@@ -81,8 +80,7 @@ static void backward(dp_mlp *m, nn_ws *w, size_t r) {
 }
 
 /* Clip factors into w->clip; returns the number of non-finite rows (w->bad). */
-static size_t norms(dp_mlp *m, nn_ws *w, size_t r, const dp_clip_config *clip,
-                    thread_stats *st) {
+static size_t norms(dp_mlp *m, nn_ws *w, size_t r, const dp_clip_config *clip, thread_stats *st) {
     const int L = m->L;
     size_t bad = 0;
     for (size_t i = 0; i < r; i++) {
@@ -95,7 +93,8 @@ static size_t norms(dp_mlp *m, nn_ws *w, size_t r, const dp_clip_config *clip,
         if (!(total <= FLT_MAX) || !isfinite(w->loss[i])) {
             w->bad[i] = 1;
             bad++;
-            for (int l = 0; l < L; l++) w->clip[l][i] = 0.0f;
+            for (int l = 0; l < L; l++)
+                w->clip[l][i] = 0.0f;
             continue;
         }
         w->bad[i] = 0;
@@ -154,7 +153,8 @@ static void column_sums(const float *restrict D, size_t r, size_t out, float *re
     for (size_t i = 0; i < r; i++) {
         const float *restrict d = D + i * out;
 #pragma omp simd
-        for (size_t o = 0; o < out; o++) gb[o] += d[o];
+        for (size_t o = 0; o < out; o++)
+            gb[o] += d[o];
     }
 }
 
@@ -223,7 +223,8 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
             for (int u = 1; u < T; u++) {
                 const float *restrict src = m->ws[u].grad;
                 float *restrict dst = grad;
-                for (size_t j = j0; j < j1; j++) dst[j] += src[j];
+                for (size_t j = j0; j < j1; j++)
+                    dst[j] += src[j];
             }
         }
     }

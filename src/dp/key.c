@@ -24,7 +24,8 @@ DP_API dp_status dp_key_from_os(dp_key *out) {
 DP_API void dp_key_from_seed(uint64_t seed, const char *purpose, dp_key *out) {
     static const char prefix[] = "dpsgd key v1";
     unsigned char le[8];
-    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(seed >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(seed >> (8 * i));
     if (!purpose) purpose = "";
     DP_ASSERT(sodium_init() >= 0);
     crypto_generichash_state st;

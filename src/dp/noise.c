@@ -73,13 +73,17 @@ typedef struct block_buf {
 static void sqrt_all(double *r, int n) {
     int p = 0;
 #if defined(__AVX512F__)
-    for (; p + 8 <= n; p += 8) _mm512_store_pd(r + p, _mm512_sqrt_pd(_mm512_load_pd(r + p)));
+    for (; p + 8 <= n; p += 8)
+        _mm512_store_pd(r + p, _mm512_sqrt_pd(_mm512_load_pd(r + p)));
 #elif defined(__AVX__)
-    for (; p + 4 <= n; p += 4) _mm256_store_pd(r + p, _mm256_sqrt_pd(_mm256_load_pd(r + p)));
+    for (; p + 4 <= n; p += 4)
+        _mm256_store_pd(r + p, _mm256_sqrt_pd(_mm256_load_pd(r + p)));
 #elif defined(__SSE2__)
-    for (; p + 2 <= n; p += 2) _mm_store_pd(r + p, _mm_sqrt_pd(_mm_load_pd(r + p)));
+    for (; p + 2 <= n; p += 2)
+        _mm_store_pd(r + p, _mm_sqrt_pd(_mm_load_pd(r + p)));
 #endif
-    for (; p < n; p++) r[p] = sqrt(r[p]);
+    for (; p < n; p++)
+        r[p] = sqrt(r[p]);
 }
 
 /* z[0..NB) = the standard normals of coordinates [blk NB, blk NB + NB). */
@@ -98,11 +102,14 @@ static void draw_block(const unsigned char *subkey, uint64_t blk, block_buf *bb,
     /* separate loops: gcc fuses sin and cos of one argument into a scalar
      * sincos call, which would stop the vectoriser */
 #pragma omp simd simdlen(8) /* 8 lanes (AVX-512) where the CPU has them; else narrower */
-    for (int p = 0; p < 2 * NB; p++) bb->r[p] = -2.0 * log(bb->u1[p]);
+    for (int p = 0; p < 2 * NB; p++)
+        bb->r[p] = -2.0 * log(bb->u1[p]);
 #pragma omp simd simdlen(8)
-    for (int p = 0; p < 2 * NB; p++) bb->c[p] = cos(6.283185307179586477 * bb->u2[p]);
+    for (int p = 0; p < 2 * NB; p++)
+        bb->c[p] = cos(6.283185307179586477 * bb->u2[p]);
 #pragma omp simd simdlen(8)
-    for (int p = 0; p < 2 * NB; p++) bb->s[p] = sin(6.283185307179586477 * bb->u2[p]);
+    for (int p = 0; p < 2 * NB; p++)
+        bb->s[p] = sin(6.283185307179586477 * bb->u2[p]);
     sqrt_all(bb->r, 2 * NB);
 #pragma omp simd
     for (int j = 0; j < NB; j++) {
@@ -153,10 +160,12 @@ static dp_status noise_run(const char *fn, const dp_key *key, uint64_t step, uin
             size_t hi = (blk + 1) * NB > offset + n ? offset + n - blk * NB : NB;
             size_t o = blk * NB + lo - offset;
             if (f64) {
-                for (size_t j = lo; j < hi; j++) f64[o + j - lo] = z[j];
+                for (size_t j = lo; j < hi; j++)
+                    f64[o + j - lo] = z[j];
             } else {
                 float *restrict out = f32 + o - lo;
-                for (size_t j = lo; j < hi; j++) out[j] = (float)((double)out[j] + std * z[j]);
+                for (size_t j = lo; j < hi; j++)
+                    out[j] = (float)((double)out[j] + std * z[j]);
             }
         }
     }
@@ -169,7 +178,7 @@ DP_API dp_status dp_noise_add(const dp_key *key, uint64_t step, uint64_t stream,
     return noise_run("dp_noise_add", key, step, stream, offset, out, NULL, n, std);
 }
 
-DP_API dp_status dp_noise_draw_f64(const dp_key *key, uint64_t step, uint64_t stream,
-                                   size_t offset, double *out, size_t n) {
+DP_API dp_status dp_noise_draw_f64(const dp_key *key, uint64_t step, uint64_t stream, size_t offset,
+                                   double *out, size_t n) {
     return noise_run("dp_noise_draw_f64", key, step, stream, offset, NULL, out, n, 1.0);
 }

@@ -49,7 +49,8 @@ static const unsigned char SAMPLE_TAG[8] = {'s', 'a', 'm', 'p', 'l', 'e', 0, 0};
 static unsigned block_log2(double q) {
     unsigned k = 0;
     double inv = 1.0 / q;
-    while (k < 56 && ldexp(1.0, (int)k) < inv) k++;
+    while (k < 56 && ldexp(1.0, (int)k) < inv)
+        k++;
     k += 6;
     if (k < 16) k = 16;
     if (k > 62) k = 62;
@@ -57,7 +58,8 @@ static unsigned block_log2(double q) {
 }
 
 static void le64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* The uniform stream of one block: XChaCha20 keystream read in 512-byte refills. */
@@ -81,8 +83,8 @@ static void ustream_init(ustream *s, const dp_key *key, uint64_t step, uint64_t 
 static double ustream_next(ustream *s) {
     if (s->pos == 64) {
         static const unsigned char zeros[sizeof s->words];
-        crypto_stream_chacha20_xor_ic((unsigned char *)s->words, zeros, sizeof s->words,
-                                      SAMPLE_TAG, s->counter, s->subkey);
+        crypto_stream_chacha20_xor_ic((unsigned char *)s->words, zeros, sizeof s->words, SAMPLE_TAG,
+                                      s->counter, s->subkey);
         s->counter += sizeof s->words / 64;
         s->pos = 0;
     }
@@ -90,7 +92,8 @@ static double ustream_next(ustream *s) {
     /* little-endian bytes of the keystream as an integer, on any host */
     const unsigned char *b = (const unsigned char *)&w;
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | b[i];
     return (double)((v >> 11) + 1) * 0x1p-53; /* (0, 1] */
 }
 
@@ -114,17 +117,22 @@ DP_API dp_status dp_poisson_sample(const dp_key *key, uint64_t step, size_t n_to
         return dp_error(DP_E_USAGE, "dp_poisson_sample: expected key, idx and count, found NULL");
     *count = 0;
     if (!(q > 0.0 && q <= 1.0))
-        return dp_error(DP_E_RANGE, "dp_poisson_sample: expected a sampling rate q in (0, 1], "
-                                    "found %g", q);
+        return dp_error(DP_E_RANGE,
+                        "dp_poisson_sample: expected a sampling rate q in (0, 1], "
+                        "found %g",
+                        q);
     if (begin > end || end > n_total)
-        return dp_error(DP_E_RANGE, "dp_poisson_sample: expected 0 <= begin <= end <= n = %zu, "
-                                    "found [%zu, %zu)", n_total, begin, end);
+        return dp_error(DP_E_RANGE,
+                        "dp_poisson_sample: expected 0 <= begin <= end <= n = %zu, "
+                        "found [%zu, %zu)",
+                        n_total, begin, end);
     if (sodium_init() < 0)
         return dp_error(DP_E_INTERNAL, "dp_poisson_sample: libsodium could not be initialised");
     size_t c = 0;
     if (q == 1.0) { /* every coin lands heads: no randomness is used */
         if (end - begin > cap) goto full;
-        for (size_t i = begin; i < end; i++) idx[c++] = i;
+        for (size_t i = begin; i < end; i++)
+            idx[c++] = i;
         *count = c;
         return DP_OK;
     }
@@ -156,7 +164,9 @@ DP_API dp_status dp_poisson_sample(const dp_key *key, uint64_t step, size_t n_to
     return DP_OK;
 full:
     *count = c;
-    return dp_error(DP_E_RANGE, "dp_poisson_sample: step %llu: the batch within [%zu, %zu) "
-                                "holds more than cap = %zu indices (size idx with "
-                                "dp_poisson_capacity)", (unsigned long long)step, begin, end, cap);
+    return dp_error(DP_E_RANGE,
+                    "dp_poisson_sample: step %llu: the batch within [%zu, %zu) "
+                    "holds more than cap = %zu indices (size idx with "
+                    "dp_poisson_capacity)",
+                    (unsigned long long)step, begin, end, cap);
 }

@@ -32,11 +32,13 @@ void nn_act_forward(dp_activation act, float *Z, const float *b, size_t m, size_
     for (size_t i = 0; i < m; i++) {
         float *restrict z = Z + i * n;
 #pragma omp simd
-        for (size_t j = 0; j < n; j++) z[j] += b[j];
+        for (size_t j = 0; j < n; j++)
+            z[j] += b[j];
     }
     float *restrict z = Z;
 #pragma omp simd simdlen(16)
-    for (size_t j = 0; j < m * n; j++) z[j] = tanhf(z[j]);
+    for (size_t j = 0; j < m * n; j++)
+        z[j] = tanhf(z[j]);
     if (sq) nn_row_sq(Z, m, n, sq);
 }
 
@@ -69,7 +71,8 @@ void nn_row_sq(const float *X, size_t m, size_t n, float *sq) {
         const float *restrict x = X + i * n;
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (size_t j = 0; j < n; j++) s += x[j] * x[j];
+        for (size_t j = 0; j < n; j++)
+            s += x[j] * x[j];
         sq[i] = s;
     }
 }

@@ -13,8 +13,7 @@ void nn_linear_forward(const float *A, size_t m, size_t in, const float *W, size
                 (int)in, W, (int)in, 0.0f, Z, (int)out);
 }
 
-void nn_linear_backward(const float *D, size_t m, size_t out, const float *W, size_t in,
-                        float *G) {
+void nn_linear_backward(const float *D, size_t m, size_t out, const float *W, size_t in, float *G) {
     if (m == 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)in, (int)out, 1.0f, D,
                 (int)out, W, (int)in, 0.0f, G, (int)in);

@@ -41,7 +41,8 @@ static void xent2(float *restrict Z, const float *b, const int32_t *restrict y,
             t1[i] = expf(t1[i]);
         }
 #pragma omp simd simdlen(16)
-        for (int i = 0; i < n; i++) ls[i] = logf(t0[i] + t1[i]);
+        for (int i = 0; i < n; i++)
+            ls[i] = logf(t0[i] + t1[i]);
 #pragma omp simd
         for (int i = 0; i < n; i++) {
             const int c = y[r0 + (size_t)i];
@@ -104,7 +105,8 @@ void nn_softmax(const float *Z, const float *b, size_t m, size_t k, float *P) {
         const float *z = Z + i * k;
         float *p = P + i * k;
         float mx = -INFINITY;
-        for (size_t j = 0; j < k; j++) mx = z[j] + b[j] > mx ? z[j] + b[j] : mx;
+        for (size_t j = 0; j < k; j++)
+            mx = z[j] + b[j] > mx ? z[j] + b[j] : mx;
         if (!isfinite(mx)) mx = 0.0f;
         double sum = 0.0;
         for (size_t j = 0; j < k; j++) {
@@ -112,6 +114,7 @@ void nn_softmax(const float *Z, const float *b, size_t m, size_t k, float *P) {
             sum += p[j];
         }
         const float inv = (float)(1.0 / sum);
-        for (size_t j = 0; j < k; j++) p[j] *= inv;
+        for (size_t j = 0; j < k; j++)
+            p[j] *= inv;
     }
 }

@@ -15,19 +15,22 @@
 
 #define ALIGN_FLOATS 16 /* 64 bytes: every array starts on a cache line */
 
-static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+static size_t round_up(size_t n) {
+    return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
 
 /* Floats one workspace needs for `rows` rows; with `base` != NULL, also carve it. */
 static size_t ws_layout(const dp_mlp *m, size_t rows, float *base, nn_ws *ws) {
     size_t off = 0;
 #define TAKE(ptr, type, count)                                                                     \
     do {                                                                                           \
-        size_t n_ = round_up(((count) * sizeof(type) + sizeof(float) - 1) / sizeof(float));      \
+        size_t n_ = round_up(((count) * sizeof(type) + sizeof(float) - 1) / sizeof(float));        \
         if (base) (ptr) = (type *)(base + off);                                                    \
         off += n_;                                                                                 \
     } while (0)
     TAKE(ws->x, float, rows * m->cfg.n_in);
-    for (int l = 1; l < m->L; l++) TAKE(ws->act[l], float, rows * m->n_in[l]);
+    for (int l = 1; l < m->L; l++)
+        TAKE(ws->act[l], float, rows * m->n_in[l]);
     for (int l = 0; l < m->L; l++) {
         TAKE(ws->delta[l], float, rows * m->n_out[l]);
         TAKE(ws->sq_act[l], float, rows);
@@ -42,7 +45,8 @@ static size_t ws_layout(const dp_mlp *m, size_t rows, float *base, nn_ws *ws) {
 }
 
 DP_API dp_status dp_mlp_create(const dp_mlp_config *cfg, size_t max_micro, dp_mlp **out) {
-    if (!cfg || !out) return dp_error(DP_E_USAGE, "dp_mlp_create: expected cfg and out, found NULL");
+    if (!cfg || !out)
+        return dp_error(DP_E_USAGE, "dp_mlp_create: expected cfg and out, found NULL");
     *out = NULL;
     if (cfg->n_in < 1 || cfg->n_in > (1u << 24))
         return dp_error(DP_E_RANGE, "dp_mlp_create: expected 1 <= n_in <= 2^24, found %zu",
@@ -52,8 +56,10 @@ DP_API dp_status dp_mlp_create(const dp_mlp_config *cfg, size_t max_micro, dp_ml
                         DP_MLP_MAX_LAYERS - 1, cfg->n_hidden);
     for (int h = 0; h < cfg->n_hidden; h++)
         if (cfg->hidden[h] < 1 || cfg->hidden[h] > (1 << 20))
-            return dp_error(DP_E_RANGE, "dp_mlp_create: hidden layer %d: expected a width in "
-                                        "[1, 2^20], found %d", h + 1, cfg->hidden[h]);
+            return dp_error(DP_E_RANGE,
+                            "dp_mlp_create: hidden layer %d: expected a width in "
+                            "[1, 2^20], found %d",
+                            h + 1, cfg->hidden[h]);
     if (cfg->n_classes < 2 || cfg->n_classes > (1 << 20))
         return dp_error(DP_E_RANGE, "dp_mlp_create: expected 2 <= n_classes <= 2^20, found %d",
                         cfg->n_classes);
@@ -89,12 +95,15 @@ DP_API dp_status dp_mlp_create(const dp_mlp_config *cfg, size_t max_micro, dp_ml
     m->block = dp_calloc(total + ALIGN_FLOATS, sizeof(float)); /* + room to align to 64 bytes */
     if (!m->block) {
         dp_free(m);
-        return dp_error(DP_E_NOMEM, "dp_mlp_create: out of memory for %zu parameters and %d "
-                                    "workspaces of %zu rows", off, m->n_ws, m->rows);
+        return dp_error(DP_E_NOMEM,
+                        "dp_mlp_create: out of memory for %zu parameters and %d "
+                        "workspaces of %zu rows",
+                        off, m->n_ws, m->rows);
     }
     m->params = (float *)(((uintptr_t)m->block + 63) & ~(uintptr_t)63);
     float *p = m->params + round_up(m->nparams);
-    for (int t = 0; t < m->n_ws; t++, p += per_ws) ws_layout(m, m->rows, p, &m->ws[t]);
+    for (int t = 0; t < m->n_ws; t++, p += per_ws)
+        ws_layout(m, m->rows, p, &m->ws[t]);
     *out = m;
     return DP_OK;
 }
@@ -105,10 +114,18 @@ DP_API void dp_mlp_destroy(dp_mlp *m) {
     dp_free(m);
 }
 
-DP_API const dp_mlp_config *dp_mlp_get_config(const dp_mlp *m) { return &m->cfg; }
-DP_API size_t dp_mlp_nparams(const dp_mlp *m) { return m->nparams; }
-DP_API float *dp_mlp_params(dp_mlp *m) { return m->params; }
-DP_API int dp_mlp_nlayers(const dp_mlp *m) { return m->L; }
+DP_API const dp_mlp_config *dp_mlp_get_config(const dp_mlp *m) {
+    return &m->cfg;
+}
+DP_API size_t dp_mlp_nparams(const dp_mlp *m) {
+    return m->nparams;
+}
+DP_API float *dp_mlp_params(dp_mlp *m) {
+    return m->params;
+}
+DP_API int dp_mlp_nlayers(const dp_mlp *m) {
+    return m->L;
+}
 
 DP_API void dp_mlp_layer(const dp_mlp *m, int l, size_t *w_off, size_t *b_off, size_t *n_out,
                          size_t *n_in) {
@@ -146,7 +163,8 @@ DP_API void dp_mlp_init(dp_mlp *m, uint64_t seed) {
             crypto_stream_chacha20_xor_ic(buf, zeros, sizeof buf, tag, blk, subkey);
             for (size_t w = j % 8; w < sizeof buf / 8 && j < hi; w++, j++) {
                 uint64_t v = 0;
-                for (int i = 7; i >= 0; i--) v = (v << 8) | buf[8 * w + (size_t)i];
+                for (int i = 7; i >= 0; i--)
+                    v = (v << 8) | buf[8 * w + (size_t)i];
                 double u = (double)(v >> 11) * 0x1p-53;
                 m->params[j] = (float)((2.0 * u - 1.0) * bound);
             }
@@ -164,13 +182,15 @@ dp_status nn_check_batch(const char *fn, const dp_mlp *m, const float *X, const 
     const int k = m->cfg.n_classes;
     for (size_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= k)
-            return dp_error(DP_E_RANGE, "%s: row %zu: expected a label in [0, %d), found %d", fn,
-                            i, k, (int)y[i]);
+            return dp_error(DP_E_RANGE, "%s: row %zu: expected a label in [0, %d), found %d", fn, i,
+                            k, (int)y[i]);
     if (class_weight)
         for (int c = 0; c < k; c++)
             if (!(class_weight[c] >= 0.0f) || !isfinite(class_weight[c]))
-                return dp_error(DP_E_RANGE, "%s: class %d: expected a finite weight >= 0, "
-                                            "found %g", fn, c, (double)class_weight[c]);
+                return dp_error(DP_E_RANGE,
+                                "%s: class %d: expected a finite weight >= 0, "
+                                "found %g",
+                                fn, c, (double)class_weight[c]);
     switch (clip->mode) {
     case DP_CLIP_NONE:
         break;
@@ -182,12 +202,14 @@ dp_status nn_check_batch(const char *fn, const dp_mlp *m, const float *X, const 
     case DP_CLIP_PER_LAYER:
         for (int l = 0; l < m->L; l++)
             if (!(clip->layer_norms[l] > 0.0) || !isfinite(clip->layer_norms[l]))
-                return dp_error(DP_E_RANGE, "%s: layer %d: expected a clipping bound > 0, "
-                                            "found %g", fn, l, clip->layer_norms[l]);
+                return dp_error(DP_E_RANGE,
+                                "%s: layer %d: expected a clipping bound > 0, "
+                                "found %g",
+                                fn, l, clip->layer_norms[l]);
         break;
     default:
-        return dp_error(DP_E_RANGE, "%s: expected clip mode none, flat or per-layer, found %d",
-                        fn, (int)clip->mode);
+        return dp_error(DP_E_RANGE, "%s: expected clip mode none, flat or per-layer, found %d", fn,
+                        (int)clip->mode);
     }
     return DP_OK;
 }

@@ -24,22 +24,22 @@
 
 /* One thread's buffers for micro-batches of up to `rows` rows. */
 typedef struct nn_ws {
-    float *x;                        /* [rows, d]: copy of X when a row must be zeroed */
-    float *act[DP_MLP_MAX_LAYERS];   /* act[l], l >= 1: A_l [rows, in_l]; act[0] unused */
-    float *delta[DP_MLP_MAX_LAYERS]; /* D_l [rows, out_l]; D_{L-1} holds the logits first */
+    float *x;                           /* [rows, d]: copy of X when a row must be zeroed */
+    float *act[DP_MLP_MAX_LAYERS];      /* act[l], l >= 1: A_l [rows, in_l]; act[0] unused */
+    float *delta[DP_MLP_MAX_LAYERS];    /* D_l [rows, out_l]; D_{L-1} holds the logits first */
     float *sq_act[DP_MLP_MAX_LAYERS];   /* |A_l row i|^2 [rows] */
     float *sq_delta[DP_MLP_MAX_LAYERS]; /* |D_l row i|^2 [rows] */
-    float *clip[DP_MLP_MAX_LAYERS];  /* clip factors [rows]; flat/none use clip[0] only */
-    double *loss;                    /* per-row weighted cross-entropy [rows] */
-    float *grad;                     /* [P] private gradient sum of this thread */
-    unsigned char *bad;              /* [rows] 1 = non-finite, zeroed */
+    float *clip[DP_MLP_MAX_LAYERS];     /* clip factors [rows]; flat/none use clip[0] only */
+    double *loss;                       /* per-row weighted cross-entropy [rows] */
+    float *grad;                        /* [P] private gradient sum of this thread */
+    unsigned char *bad;                 /* [rows] 1 = non-finite, zeroed */
 } nn_ws;
 
 #define NN_MAX_THREADS 64
 
 struct dp_mlp {
     dp_mlp_config cfg;
-    int L;                                 /* Linear layers */
+    int L; /* Linear layers */
     size_t n_in[DP_MLP_MAX_LAYERS], n_out[DP_MLP_MAX_LAYERS];
     size_t w_off[DP_MLP_MAX_LAYERS], b_off[DP_MLP_MAX_LAYERS];
     size_t nparams;
@@ -55,7 +55,6 @@ struct dp_mlp {
  * many rows even when max_micro is larger, so that a micro-batch's
  * activations stay in the core's L2 cache (bench/kernels measures it). */
 #define NN_CHUNK 512
-
 
 /* ---- linear.c: the matrix products, through OpenBLAS (single-threaded per
  * calling thread when called inside our OpenMP regions) ---- */
