@@ -249,6 +249,7 @@ int cmd_eval(int argc, char **argv) {
                "ROC-AUC", "base.acc");
         for (size_t i = 0; i < ng[v]; i++) {
             const dp_eval_metrics *m = &groups[v][i].m;
+            if (m->n == 0) continue; /* a category absent from this split */
             char a[4][32], bacc[32];
             fmt(a[0], 32, m->accuracy);
             fmt(a[1], 32, m->balanced_accuracy);
