@@ -14,3 +14,17 @@ echo "== dpsgd synth: $ROWS person records (ACS PUMS 2023 person-file columns)"
 echo
 echo "== dpsgd prep: unemployment task (people in the labour force; label ESR = 3)"
 "$DPSGD" prep "$OUT/persons.csv.gz" -o "$OUT/dataset" --task unemployment --seed 1 --force
+echo
+echo "== dpsgd train: DP-SGD at epsilon = 1, delta = 1e-5, and the same network without privacy"
+TRAIN_OPTS="--epochs 5 --batch-size 1024 --optimizer momentum --lr 0.1 --momentum 0.9 --seed 1 --force"
+"$DPSGD" train "$OUT/dataset" -o "$OUT/run-eps1" --target-epsilon 1 --target-delta 1e-5 $TRAIN_OPTS
+"$DPSGD" train "$OUT/dataset" -o "$OUT/run-nodp" --no-dp $TRAIN_OPTS
+echo
+echo "== dpsgd eval: epsilon = 1 (privacy spent: $OUT/run-eps1/privacy.json)"
+"$DPSGD" eval "$OUT/run-eps1" "$OUT/dataset"
+echo
+echo "== dpsgd eval: non-private baseline (--no-dp)"
+"$DPSGD" eval "$OUT/run-nodp" "$OUT/dataset"
+"$DPSGD" report "$OUT/run-eps1" -o "$OUT/report-eps1.html" --force
+echo
+echo "report: $OUT/report-eps1.html"
