@@ -215,9 +215,10 @@ static char *random_pums(uint64_t *rng, size_t rows, size_t *len) {
             else if (r == 3) strcpy(v, "NA");
             else if (r == 4) strcpy(v, "-1");
             else if (r == 5) { /* quoted, with spaces around */
-                char q[64];
-                snprintf(q, sizeof q, " \"%s\"", v);
-                strcpy(v, q);
+                memmove(v + 2, v, strlen(v) + 1);
+                v[0] = ' ';
+                v[1] = '"';
+                strcat(v, "\"");
             }
             n += (size_t)sprintf(t + n, "%s%s", j ? "," : "", v);
         }
