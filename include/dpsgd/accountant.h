@@ -60,7 +60,8 @@ DP_API const double *dp_rdp_orders(size_t *n);
  * in [eps_lower, eps_upper] (up to the floating-point error of the FFT, which
  * is estimated and charged into the delta budget); eps_estimate is the
  * epsilon of the discretised composition without error terms. dp_account_epsilon
- * reports eps_upper. */
+ * reports eps_upper, or the RDP epsilon where that is smaller (both are upper
+ * bounds; RDP wins only where PRV had to coarsen its mesh). */
 typedef struct dp_prv_result {
     double eps_lower, eps_estimate, eps_upper;
     double eps_error;   /* the discretisation allowance t: eps_upper = estimate(delta') + t */

@@ -157,7 +157,10 @@ int cmd_account(int argc, char **argv) {
         st = dp_account_rdp(&ev, 1, delta, &eps, &order);
     } else {
         st = dp_account_prv(&ev, 1, delta, 0.0, 0.0, &prv);
-        eps = prv.eps_upper;
+        /* As dp_account_epsilon: the smaller of the two upper bounds. */
+        double rdp = INFINITY;
+        if (st == DP_OK) st = dp_account_rdp(&ev, 1, delta, &rdp, NULL);
+        eps = fmin(prv.eps_upper, rdp);
     }
     if (st != DP_OK) return cli_fail(st);
 
@@ -191,6 +194,9 @@ int cmd_account(int argc, char **argv) {
     } else {
         printf("epsilon           %.6g (upper bound; estimate %.6g, lower bound %.6g)\n", eps,
                prv.eps_estimate, prv.eps_lower);
+        if (eps < prv.eps_upper)
+            printf("                  (the RDP bound; PRV's own upper bound is %.6g)\n",
+                   prv.eps_upper);
         printf("mesh              %.3g (%zu points)\n", prv.mesh, prv.points);
     }
     return CLI_OK;

@@ -540,8 +540,7 @@ DP_API dp_status dp_account_prv(const dp_privacy_event *events, size_t n_events,
                 tr += (double)ms[e].steps * ms[e].tail_r;
                 tl += (double)ms[e].steps * ms[e].tail_l;
             }
-            if (st != DP_OK) break;
-            st = compose(ms, n_events, h, eta_w, &c);
+            if (st == DP_OK) st = compose(ms, n_events, h, eta_w, &c);
             if (st == DP_E_RANGE && attempt < 7) {
                 /* Too many points: a coarser mesh, and a larger eps_error. */
                 dp_clear_error();
