@@ -765,7 +765,11 @@ extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *
                             idx[i], i, data->row_begin, data->row_begin + data->n);
     DP_CU_TRY(set_class_weight(m, class_weight));
     int g = data->resident ? 0 : 1;
-    if (m->graph_on && (!m->graph[g] || m->graph_data[g] != data)) DP_CU_TRY(capture(m, data, g));
+    /* The first micro-batch in graph mode runs as plain launches of the
+     * padded shape, and the graph is captured after it: kernels are loaded
+     * lazily (CUDA_MODULE_LOADING=LAZY) and cuBLAS picks its kernels on
+     * first use, neither of which should happen inside a capture. */
+    int need_capture = m->graph_on && (!m->graph[g] || m->graph_data[g] != data);
     for (size_t c0 = 0; c0 < n; c0 += m->M) {
         size_t nb = n - c0 < m->M ? n - c0 : m->M;
         int rows = m->graph_on ? (int)m->M : (int)nb;
@@ -775,12 +779,16 @@ extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *
         DP_CU_TRY(slot_send(m, s, (int)nb, clip, idx + c0, data->resident ? nb : 0));
         if (!data->resident) DP_CU_TRY(stream_rows(m, s, data, idx + c0, nb, rows));
         DP_CU_TRY(slot_done(m, s));
-        if (m->graph_on) {
+        if (m->graph_on && !need_capture) {
             DP_CUDA_TRY(cudaGraphLaunch(m->graph[g], m->ctx->stream));
         } else {
             DP_CU_TRY(rows_in(m, data, rows));
             DP_CU_TRY(grad_pipeline(m, rows));
-            if (m->profile) DP_CU_TRY(prof_collect(m));
+            if (m->profile && !m->graph_on) DP_CU_TRY(prof_collect(m));
+            if (need_capture) {
+                DP_CU_TRY(capture(m, data, g));
+                need_capture = 0;
+            }
         }
     }
     return DP_OK;
