@@ -20,4 +20,11 @@
 #include "accountant.h"
 #include "comm.h"
 #include "ledger.h"
+#include "source.h"
+#include "csv.h"
+#include "prep.h"
+#include "train.h"
+#include "checkpoint.h"
+#include "model.h"
+#include "eval.h"
 #endif
