@@ -19,8 +19,10 @@
  * Method: one buffer of the largest size, touched before timing; our
  * algorithms' scratch grown before timing; algorithms interleaved within
  * each repetition, each call after a barrier; a repetition's time is the
- * slowest rank's; each algorithm is first checked once per size against the
- * exact sum. Timed calls run on zeros, so repeated in-place sums stay finite.
+ * slowest rank's; vs_mpi is the median over repetitions of this call's time
+ * over the mpi call's in the same repetition; each algorithm is first checked
+ * once per size against the exact sum. Timed calls run on zeros, so
+ * repeated in-place sums stay finite.
  */
 #include <getopt.h>
 #include <math.h>
@@ -388,19 +390,31 @@ int main(int argc, char **argv) {
                 t[a * reps + rep] = MPI_Wtime() - t0;
             }
         MPI_Allreduce(MPI_IN_PLACE, t, reps * nalgo, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        double med[4], mn[4], mpi_med = 0;
+        /* vs_mpi pairs each repetition with the mpi call made just before it
+         * and takes the median of those ratios: other work on these cores
+         * slows neighbouring calls alike, so the pairs cancel much of it. */
+        double med[4], mn[4], vs_mpi[4] = {0, 0, 0, 0};
+        double *ratio = malloc((size_t)reps * sizeof *ratio);
+        int ampi = -1;
+        for (int a = 0; a < nalgo; a++)
+            if (algos[a] == DP_ALLREDUCE_MPI) ampi = a;
+        for (int a = 0; a < nalgo && ampi >= 0; a++) {
+            for (int rep = 0; rep < reps; rep++)
+                ratio[rep] = t[a * reps + rep] / t[ampi * reps + rep];
+            vs_mpi[a] = median(ratio, reps);
+        }
+        free(ratio);
         for (int a = 0; a < nalgo; a++) {
             double *ta = t + a * reps;
             med[a] = median(ta, reps); /* sorts ta */
             mn[a] = ta[0];
-            if (algos[a] == DP_ALLREDUCE_MPI) mpi_med = med[a];
         }
         for (int a = 0; a < nalgo && me == 0; a++) {
             double busbw = 2.0 * (R - 1) / R * (double)bytes / med[a] / 1e9;
             double pred = predict(algos[a], (double)bytes, &m);
             if (!json) {
                 char vs[16] = "-";
-                if (mpi_med > 0) snprintf(vs, sizeof vs, "%.2fx", med[a] / mpi_med);
+                if (ampi >= 0) snprintf(vs, sizeof vs, "%.2fx", vs_mpi[a]);
                 printf("%10zu  %-6s %11.1f %11.1f %9.3f %11.1f %8s\n", bytes,
                        dp_allreduce_name(algos[a]), med[a] * 1e6, mn[a] * 1e6, busbw, pred * 1e6,
                        vs);
@@ -411,9 +425,9 @@ int main(int argc, char **argv) {
                         "\"seconds\": %.9g, \"seconds_min\": %.9g, \"bus_gbps\": %.6g, "
                         "\"model_seconds\": %.9g, \"reps\": %d, \"label\": \"%s\", "
                         "\"alpha_s\": %.6g, \"beta_s_per_byte\": %.6g, "
-                        "\"gamma_s_per_byte\": %.6g, \"delay_s\": %.6g}",
+                        "\"gamma_s_per_byte\": %.6g, \"delay_s\": %.6g, \"vs_mpi\": %.6g}",
                         first_json ? "" : ",", dp_allreduce_name(algos[a]), R, bytes, med[a], mn[a],
-                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma, m.delay);
+                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma, m.delay, vs_mpi[a]);
                 first_json = 0;
             }
         }
