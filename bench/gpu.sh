@@ -31,9 +31,7 @@ JOBS=$(nproc 2>/dev/null || echo 8)
 export PATH="$PATH:/usr/local/cuda/bin"
 
 stamp "device"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
-    >"$O/device.txt" 2>&1
-cat "$O/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1
 command -v nvcc >/dev/null && nvcc --version | tail -2
 
 # ---- dependencies from .gpudeps (only when the plain configure fails) ----
@@ -92,8 +90,9 @@ if [ "${DP_GPU_FORCE_DEPS:-0}" = 1 ] || ! configure >"$O/configure.log" 2>&1; th
     if [ -d .gpudeps/debs ]; then
         stamp "plain configure failed (see configure.log); using the libraries in .gpudeps"
         [ -f "$O/configure.log" ] && mv "$O/configure.log" "$O/configure-plain.log"
-        if ! unpack_debs >"$O/unpack.log" 2>&1; then
-            cat "$O/unpack.log"
+        # (at most 8 files come back from $OUT: the unpacking log joins this one)
+        if ! unpack_debs >>"$O/configure-plain.log" 2>&1; then
+            tail -20 "$O/configure-plain.log"
             echo "gpu.sh: FAIL: cannot unpack .gpudeps/debs"
             exit 3
         fi
