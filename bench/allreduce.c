@@ -33,10 +33,11 @@
 #include "dist/comm_internal.h" /* comm_add: the reduction loop, for gamma */
 
 typedef struct model {
-    double alpha; /* seconds per message */
-    double beta;  /* seconds per byte on the wire */
-    double gamma; /* seconds per byte reduced (one float add per 4 bytes) */
-    double delay; /* DPSGD_COMM_DELAY_US, in seconds: injected per message of ours */
+    double alpha;               /* seconds per message */
+    double beta;                /* seconds per byte on the wire */
+    double gamma;               /* seconds per byte reduced (one float add per 4 bytes) */
+    double delay;               /* DPSGD_COMM_DELAY_US, in seconds: injected per message of ours */
+    double beta_mem, gamma_mem; /* the same for vectors above 8 MiB (DRAM-bound) */
 } model;
 
 static int R, me;
@@ -76,28 +77,40 @@ static double pingpong(char *buf, int bytes, int reps) {
     return m;
 }
 
-static model measure(float *buf, size_t max_bytes) {
+/* The time per byte of comm_add over n floats already in memory, best of 9. */
+static double reduce_cost(float *buf, size_t n) {
+    double best = 1e30;
+    for (int rep = 0; rep < 9; rep++) {
+        double t0 = MPI_Wtime();
+        comm_add(buf, buf + n, n);
+        best = fmin(best, MPI_Wtime() - t0);
+    }
+    MPI_Bcast(&best, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    return best / (double)(n * sizeof(float));
+}
+
+/* Two regimes: messages up to 4 MiB stay in the caches (beta, gamma from a
+ * 4 MiB ping-pong and a 1 MiB sum); the halves of a 64 MiB vector stream
+ * from DRAM (beta_mem, gamma_mem from 32 MiB), several times slower here. */
+static model measure(float *buf, size_t buf_bytes, size_t max_bytes) {
     model m;
-    int big = (int)(max_bytes < (4u << 20) ? max_bytes : (4u << 20));
+    size_t cache = (size_t)4 << 20, mem = DP_MIN(max_bytes / 2, (size_t)32 << 20);
+    int big = (int)DP_MIN(max_bytes, cache);
     double t_small = pingpong((char *)buf, 8, 1000);
     double t_big = pingpong((char *)buf, big, 50);
     m.alpha = t_small;
     m.beta = big > 8 ? fmax(0, (t_big - t_small) / (big - 8)) : 0;
-    /* gamma: the library's own reduction loop (comm_add) on 1 MiB already in
-     * memory, best of 20 */
-    size_t n = (1u << 20) / sizeof(float);
-    float *a = buf, *b = buf + n;
-    double best = 1e30;
-    for (int rep = 0; rep < 20; rep++) {
-        double t0 = MPI_Wtime();
-        comm_add(a, b, n);
-        best = fmin(best, MPI_Wtime() - t0);
+    m.gamma = reduce_cost(buf, ((size_t)1 << 20) / sizeof(float));
+    m.beta_mem = m.beta;
+    m.gamma_mem = m.gamma;
+    if (mem > cache) {
+        double t_mem = pingpong((char *)buf, (int)mem, 10);
+        m.beta_mem = fmax(0, (t_mem - t_small) / (double)(mem - 8));
+        m.gamma_mem = reduce_cost(buf, mem / 2 / sizeof(float));
     }
-    m.gamma = best / (double)(n * sizeof(float));
-    MPI_Bcast(&m.gamma, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     const char *d = getenv("DPSGD_COMM_DELAY_US"); /* dp_comm_open has validated it */
     m.delay = d && *d ? atof(d) * 1e-6 : 0;
-    memset(buf, 0, 2 * n * sizeof(float));
+    memset(buf, 0, buf_bytes);
     return m;
 }
 
@@ -110,7 +123,8 @@ static double predict(dp_allreduce_algo a, double n, const model *m) {
     while (p * 2 <= R)
         p *= 2, lg++;
     double al = a == DP_ALLREDUCE_MPI ? m->alpha : m->alpha + m->delay;
-    double be = m->beta, ga = m->gamma;
+    int dram = n > 8.0 * (1 << 20);
+    double be = dram ? m->beta_mem : m->beta, ga = dram ? m->gamma_mem : m->gamma;
     double fold = R > p ? 2 * (al + n * be) + n * ga : 0;
     double ring = 2.0 * (R - 1) * al + 2.0 * (R - 1) / R * n * be + (double)(R - 1) / R * n * ga;
     double tree = n < (double)COMM_TREE_SMALL_BYTES ? lg * (al + n * be + n * ga) + fold
@@ -331,7 +345,7 @@ int main(int argc, char **argv) {
     float *buf = malloc(max_n * sizeof *buf);
     if (!buf) die("cannot allocate the buffer");
     memset(buf, 0, max_n * sizeof *buf); /* pre-touch every page */
-    model m = measure(buf, max_bytes);
+    model m = measure(buf, max_n * sizeof *buf, max_bytes);
     /* grow our scratch to the largest size now, outside the timings */
     for (int a = 0; a < nalgo; a++)
         if (dp_comm_allreduce(c, buf, sizes[nsizes - 1] / sizeof(float), algos[a]) != DP_OK)
@@ -339,9 +353,10 @@ int main(int argc, char **argv) {
 
     if (me == 0 && !json) {
         printf("allreduce: %d ranks%s%s; ping-pong alpha %.2f us, beta %.3f ns/byte (%.2f GB/s), "
-               "reduction gamma %.3f ns/byte",
+               "reduction gamma %.3f ns/byte; above 8 MiB beta %.3f, gamma %.3f ns/byte",
                R, *label ? ", " : "", label, m.alpha * 1e6, m.beta * 1e9,
-               m.beta > 0 ? 1e-9 / m.beta : 0.0, m.gamma * 1e9);
+               m.beta > 0 ? 1e-9 / m.beta : 0.0, m.gamma * 1e9, m.beta_mem * 1e9,
+               m.gamma_mem * 1e9);
         if (m.delay > 0)
             printf("; injected delay %.1f us per message of naive/ring/tree", m.delay * 1e6);
         printf("\n");
@@ -425,9 +440,11 @@ int main(int argc, char **argv) {
                         "\"seconds\": %.9g, \"seconds_min\": %.9g, \"bus_gbps\": %.6g, "
                         "\"model_seconds\": %.9g, \"reps\": %d, \"label\": \"%s\", "
                         "\"alpha_s\": %.6g, \"beta_s_per_byte\": %.6g, "
-                        "\"gamma_s_per_byte\": %.6g, \"delay_s\": %.6g, \"vs_mpi\": %.6g}",
+                        "\"gamma_s_per_byte\": %.6g, \"beta_mem_s_per_byte\": %.6g, "
+                        "\"gamma_mem_s_per_byte\": %.6g, \"delay_s\": %.6g, \"vs_mpi\": %.6g}",
                         first_json ? "" : ",", dp_allreduce_name(algos[a]), R, bytes, med[a], mn[a],
-                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma, m.delay, vs_mpi[a]);
+                        busbw, pred, reps, label, m.alpha, m.beta, m.gamma, m.beta_mem, m.gamma_mem,
+                        m.delay, vs_mpi[a]);
                 first_json = 0;
             }
         }
