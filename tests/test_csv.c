@@ -362,3 +362,60 @@ Test(csv, record_ends_are_the_even_quote_parity_line_ends) {
         cr_assert_eq(csv_last_boundary(buf, n, 0), last, "round %d", round);
     }
 }
+
+/* The block scanner takes plain records (no quote, NUL or byte >= 0x80; a CR
+ * only before the LF) of any length and any sparse choice of stored columns:
+ * it must agree with the reference, and the soup must reach it. */
+Test(csv, block_scanner_equals_reference_on_plain_records) {
+    uint64_t rng = tu_seed();
+    static const char plain[] = "abc012 ,,,\t\r";
+    char buf[1200], s1[1300], s2[1300];
+    int32_t slot[300];
+    size_t scanned = 0;
+    for (int round = 0; round < 100000; round++) {
+        size_t n = 1 + tu_next(&rng) % (round % 10 ? 200 : 1100);
+        for (size_t i = 0; i < n; i++) buf[i] = plain[tu_next(&rng) % (sizeof plain - 1)];
+        for (size_t i = 0; i < n; i++) /* line ends, mostly alone or after a CR */
+            if (tu_next(&rng) % 97 == 0) buf[i] = '\n';
+        if (tu_next(&rng) % 2) buf[n - 1] = '\n';
+        if (n > 1 && tu_next(&rng) % 3 == 0) buf[n - 2] = '\r';
+        size_t nslot = 1 + tu_next(&rng) % 300;
+        int32_t k = 0;
+        for (size_t c = 0; c < nslot; c++) slot[c] = tu_next(&rng) % 3 == 0 ? k++ : -1;
+        dp_csv_options o;
+        dp_csv_options_init(&o);
+        o.trim = (int)(tu_next(&rng) % 2);
+        o.max_field = tu_next(&rng) % 4 ? 1 << 20 : 1 + tu_next(&rng) % 300;
+        csv_parser fast, ref;
+        csv_parser_init(&fast, &o, slot, nslot);
+        csv_parser_init(&ref, &o, slot, nslot);
+        ref.simd = 0;
+        cr_assert(fast.simd);
+        const char *p = buf, *end = buf + n;
+        while (p < end) {
+            dp_csv_field f1[300], f2[300];
+            csv_rec r1, r2;
+            csv_fatal e1 = csv_parse_record(&fast, p, end, f1, s1, &r1);
+            csv_fatal e2 = csv_parse_record_ref(&ref, p, end, f2, s2, &r2);
+            cr_assert_eq(e1, e2, "round %d", round);
+            if (e1) break;
+            cr_assert_eq(r1.len, r2.len, "round %d: record length", round);
+            cr_assert_eq(r1.nfields, r2.nfields, "round %d", round);
+            cr_assert_eq(r1.lines, r2.lines);
+            cr_assert_eq(r1.blank, r2.blank, "round %d: blank", round);
+            cr_assert_eq(r1.flags, r2.flags);
+            for (size_t c = 0; c < nslot && c < r1.nfields; c++) {
+                if (slot[c] < 0) continue;
+                const dp_csv_field *a = &f1[slot[c]], *b = &f2[slot[c]];
+                cr_assert(a->len == b->len && memcmp(a->p, b->p, a->len) == 0 && a->off == b->off,
+                          "round %d column %zu: <%.*s>@%u vs <%.*s>@%u", round, c, (int)a->len,
+                          a->p, a->off, (int)b->len, b->p, b->off);
+            }
+            dp_csv_field f3[300];
+            csv_rec r3;
+            scanned += (size_t)csv_scan_record(&fast, p, end, f3, &r3);
+            p += r1.len;
+        }
+    }
+    cr_assert_gt(scanned, 10000, "the scanner was exercised");
+}

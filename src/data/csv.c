@@ -30,8 +30,19 @@ void csv_parser_init(csv_parser *p, const dp_csv_options *o, const int32_t *slot
     p->cls['\r'] = CSV_C_CR;
     p->cls['"'] = CSV_C_QUOTE;
     p->cls[(unsigned char)p->o.delimiter] = CSV_C_DELIM;
+    csv_parser_set_slots(p, slot, nslot);
+}
+
+void csv_parser_set_slots(csv_parser *p, const int32_t *slot, size_t nslot) {
     p->slot = slot;
     p->nslot = nslot;
+    p->nneed = 0;
+    for (size_t c = 0; c < nslot && p->nneed <= CSV_MAX_NEED; c++)
+        if (slot[c] >= 0) {
+            if (p->nneed < CSV_MAX_NEED) p->need[p->nneed] = (uint32_t)c;
+            p->nneed++;
+        }
+    p->simd = p->nneed <= CSV_MAX_NEED;
 }
 
 int csv_utf8_len(const unsigned char *p, const unsigned char *end) {
@@ -329,9 +340,168 @@ static csv_fatal field_fast(const csv_parser *ps, const char *rec, const char *q
     return CSV_OK;
 }
 
+/*
+ * The block scanner: most records of a census file are plain (no quote, no
+ * byte >= 0x80, no NUL, at most a CR before the LF). For those, one pass
+ * over 64-byte blocks builds bit masks of delimiters and line ends (SIMD
+ * compares), and the stored columns are found by counting delimiters
+ * (popcount) and selecting the n-th set bit (pdep), so the ~280 fields of a
+ * PUMS line that prep does not use cost a few instructions per 64 bytes,
+ * not a branch per byte. Anything else returns 0 and is read field by field.
+ *
+ *     block b:   bytes  p[64b .. 64b+63]
+ *     dmask[b]:  bit i set <=> p[64b+i] is the delimiter (before the LF)
+ *     column c starts after the c-th delimiter and ends at the (c+1)-th or the LF
+ */
+enum { SCAN_MAX_BLOCKS = 128 };
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+static inline uint64_t eq64(__m256i a, __m256i b, char c) {
+    __m256i v = _mm256_set1_epi8(c);
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, v)) |
+           (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, v)) << 32;
+}
+static inline void block_masks(const unsigned char *s, char delim, uint64_t *d, uint64_t *lf,
+                               uint64_t *cr, uint64_t *bad) {
+    __m256i a = _mm256_loadu_si256((const __m256i *)s);
+    __m256i b = _mm256_loadu_si256((const __m256i *)(s + 32));
+    *d = eq64(a, b, delim);
+    *lf = eq64(a, b, '\n');
+    *cr = eq64(a, b, '\r');
+    uint64_t high = (uint64_t)(uint32_t)_mm256_movemask_epi8(a) |
+                    (uint64_t)(uint32_t)_mm256_movemask_epi8(b) << 32;
+    *bad = eq64(a, b, '"') | eq64(a, b, 0) | high;
+}
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+static inline uint64_t eq16(__m128i a, char c) {
+    return (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, _mm_set1_epi8(c)));
+}
+static inline void block_masks(const unsigned char *s, char delim, uint64_t *d, uint64_t *lf,
+                               uint64_t *cr, uint64_t *bad) {
+    *d = *lf = *cr = *bad = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + 16 * k));
+        int sh = 16 * k;
+        *d |= eq16(a, delim) << sh;
+        *lf |= eq16(a, '\n') << sh;
+        *cr |= eq16(a, '\r') << sh;
+        *bad |= (eq16(a, '"') | eq16(a, 0) | (uint64_t)(uint16_t)_mm_movemask_epi8(a)) << sh;
+    }
+}
+#else
+static inline void block_masks(const unsigned char *s, char delim, uint64_t *d, uint64_t *lf,
+                               uint64_t *cr, uint64_t *bad) {
+    *d = *lf = *cr = *bad = 0;
+    for (int i = 0; i < 64; i++) {
+        uint64_t bit = (uint64_t)1 << i;
+        unsigned char c = s[i];
+        if (c == (unsigned char)delim) *d |= bit;
+        if (c == '\n') *lf |= bit;
+        if (c == '\r') *cr |= bit;
+        if (c == '"' || c == 0 || c >= 0x80) *bad |= bit;
+    }
+}
+#endif
+
+#if defined(__BMI2__)
+#include <immintrin.h>
+static inline unsigned select_bit(uint64_t m, unsigned k) { /* k-th set bit, from 0 */
+    return (unsigned)__builtin_ctzll(_pdep_u64((uint64_t)1 << k, m));
+}
+#else
+static inline unsigned select_bit(uint64_t m, unsigned k) {
+    while (k--) m &= m - 1;
+    return (unsigned)__builtin_ctzll(m);
+}
+#endif
+
+int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv_field *fields,
+                       csv_rec *r) {
+    uint64_t dm[SCAN_MAX_BLOCKS];
+    uint32_t cnt[SCAN_MAX_BLOCKS];
+    const unsigned char *s = (const unsigned char *)p;
+    size_t avail = (size_t)(end - p), lf = SIZE_MAX, nb;
+    int cr_pending = 0; /* a CR in the last byte of the previous block */
+    for (nb = 0; nb < SCAN_MAX_BLOCKS; nb++) {
+        size_t off = nb * 64;
+        if (off >= avail) return 0; /* no line end: the last record of the file */
+        uint64_t d, l, c, bad, valid = ~(uint64_t)0;
+        if (avail - off >= 64) {
+            block_masks(s + off, ps->o.delimiter, &d, &l, &c, &bad);
+        } else {
+            unsigned char tmp[64] = {0};
+            memcpy(tmp, s + off, avail - off);
+            block_masks(tmp, ps->o.delimiter, &d, &l, &c, &bad);
+            valid = ((uint64_t)1 << (avail - off)) - 1;
+            d &= valid, l &= valid, c &= valid, bad &= valid;
+        }
+        if (l) {
+            unsigned k = (unsigned)__builtin_ctzll(l);
+            uint64_t before = ((uint64_t)1 << k) - 1; /* k < 64 */
+            if (bad & before) return 0;
+            c &= before;
+            if (c ? (k == 0 || c != (uint64_t)1 << (k - 1) || cr_pending) : (cr_pending && k != 0))
+                return 0; /* a CR that does not end the line */
+            dm[nb] = d & before;
+            cnt[nb] = (uint32_t)__builtin_popcountll(dm[nb]);
+            lf = off + k;
+            nb++;
+            break;
+        }
+        if (bad || cr_pending || (c && c != (uint64_t)1 << 63)) return 0;
+        cr_pending = c != 0;
+        dm[nb] = d;
+        cnt[nb] = (uint32_t)__builtin_popcountll(d);
+    }
+    if (lf == SIZE_MAX || lf > ps->o.max_field) return 0; /* long: let the reader check fields */
+    size_t content = lf - (lf > 0 && p[lf - 1] == '\r'), total = 0;
+    for (size_t b = 0; b < nb; b++) total += cnt[b];
+    memset(r, 0, sizeof *r);
+    r->len = lf + 1;
+    r->lines = 1;
+    r->nfields = total + 1;
+    /* delimiter j (from 1) is at byte delim_at(j); walk blocks forward only */
+    size_t b = 0, before = 0;
+#define DELIM_AT(j, out)                                                                           \
+    do {                                                                                           \
+        while (before + cnt[b] < (j)) before += cnt[b++];                                         \
+        (out) = b * 64 + select_bit(dm[b], (unsigned)((j) - before - 1));                          \
+    } while (0)
+    const int trim = ps->o.trim;
+    for (size_t k = 0; k < ps->nneed; k++) {
+        size_t col = ps->need[k];
+        if (col >= r->nfields) break;
+        size_t a = 0, e = content;
+        if (col > 0) {
+            DELIM_AT(col, a);
+            a++;
+        }
+        if (col < total) DELIM_AT(col + 1, e);
+        dp_csv_field *f = &fields[ps->slot[col]];
+        f->off = (uint32_t)a;
+        if (trim) {
+            while (a < e && is_blank(ps, s[a])) a++;
+            while (e > a && is_blank(ps, s[e - 1])) e--;
+        }
+        f->p = p + a;
+        f->len = (uint32_t)(e - a);
+    }
+#undef DELIM_AT
+    if (r->nfields == 1) { /* blank: nothing but (trimmed) blanks */
+        size_t a = 0, e = content;
+        if (trim)
+            while (a < e && is_blank(ps, s[a])) a++;
+        r->blank = a == e;
+    }
+    return 1;
+}
+
 csv_fatal csv_parse_record(const csv_parser *ps, const char *p, const char *end,
                            dp_csv_field *fields, char *scratch, csv_rec *r) {
     memset(r, 0, sizeof *r);
+    if (ps->simd && csv_scan_record(ps, p, end, fields, r)) return CSV_OK;
     const char *rec = p, *q = p;
     char *sp = scratch;
     size_t col = 0;
@@ -542,8 +712,7 @@ static dp_status reader_fields(dp_csv_reader *r, size_t n) {
     r->slot = s;
     for (size_t i = r->fcap; i < cap; i++) s[i] = (int32_t)i;
     r->fcap = cap;
-    r->ps.slot = r->slot;
-    r->ps.nslot = cap;
+    csv_parser_set_slots(&r->ps, r->slot, cap);
     return DP_OK;
 }
 

@@ -38,11 +38,19 @@ typedef enum csv_fatal {
 /* The parser's configuration: options, byte classes, and which columns to
  * store. slot[c] (c < nslot) is where column c goes in `fields`, or -1;
  * columns >= nslot are counted but never stored. */
+enum { CSV_MAX_NEED = 512 };
+
 typedef struct csv_parser {
     dp_csv_options o;
     unsigned char cls[256];
     const int32_t *slot;
     size_t nslot;
+    /* the stored columns in increasing order, for the block scanner (which
+     * jumps from one to the next by counting delimiters); nneed > CSV_MAX_NEED
+     * means "too many to list": the scanner is not used */
+    uint32_t need[CSV_MAX_NEED];
+    size_t nneed;
+    int simd; /* use the block scanner (tests turn it off) */
 } csv_parser;
 
 /* The result of parsing one record. */
@@ -59,6 +67,8 @@ typedef struct csv_rec {
 } csv_rec;
 
 void csv_parser_init(csv_parser *p, const dp_csv_options *o, const int32_t *slot, size_t nslot);
+/* Change which columns are stored (slot as for csv_parser_init). */
+void csv_parser_set_slots(csv_parser *p, const int32_t *slot, size_t nslot);
 
 /* Parse the record at [p, end): the buffer ends at a record boundary or at
  * the end of the data. fields[slot[c]] receives column c. Content that must
@@ -66,6 +76,12 @@ void csv_parser_init(csv_parser *p, const dp_csv_options *o, const int32_t *slot
  * must hold at least end - p bytes. Returns r->fatal. */
 csv_fatal csv_parse_record(const csv_parser *ps, const char *p, const char *end,
                            dp_csv_field *fields, char *scratch, csv_rec *r);
+
+/* The block scanner alone: 1 if it read the record (a plain one: no quote,
+ * NUL or byte >= 0x80, at most a CR before the LF), 0 to leave it to the
+ * field-by-field reading. */
+int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv_field *fields,
+                    csv_rec *r);
 
 /* The same, one byte at a time with one state machine and no shortcuts: the
  * plain reference that the scan loops of csv_parse_record must match. */
