@@ -113,6 +113,12 @@ dp_status dp_mlp_clipped_grad_cuda(dp_cuda_mlp *m, const float *X, const int32_t
                                    const dp_clip_config *clip, const float *class_weight,
                                    float *grad, dp_grad_stats *stats);
 
+/* The per-example squared gradient norms |g_i|^2 = sum_l |delta_i^l|^2
+ * (|a_i^l|^2 + 1) of rows [0, n) of the last micro-batch processed (n at
+ * most its row count), into host out[n] (waits). For tests: the norms
+ * without per-example gradients, held against materialised ones. */
+dp_status dp_mlp_example_sqnorms_cuda(dp_cuda_mlp *m, size_t n, double *out);
+
 /* The step's hot path: ACCUMULATE into the device gradient the clipped sum
  * over the examples idx[0..n) (global row numbers inside the rows that
  * `data` holds), gathered on the device. Returns without waiting; the only

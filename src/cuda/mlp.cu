@@ -794,6 +794,24 @@ extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *
     return DP_OK;
 }
 
+extern "C" dp_status dp_mlp_example_sqnorms_cuda(dp_cuda_mlp *m, size_t n, double *out) {
+    if (n > m->M) return dp_error(DP_E_RANGE, "cuda: sqnorms: %zu rows > max_micro %zu", n, m->M);
+    if (n == 0) return DP_OK;
+    float *h = (float *)dp_malloc(2 * n * sizeof(float));
+    if (!h) return dp_error(DP_E_NOMEM, "cuda: sqnorms: cannot allocate %zu floats", 2 * n);
+    dp_status s = DP_OK;
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0.0;
+    for (int l = 0; l < m->L && s == DP_OK; l++) {
+        s = dp_cuda_to_host(m->ctx, h, m->lp.asq[l], n * sizeof(float));
+        if (s == DP_OK) s = dp_cuda_to_host(m->ctx, h + n, m->lp.dsq[l], n * sizeof(float));
+        for (size_t i = 0; i < n && s == DP_OK; i++)
+            out[i] += (double)h[n + i] * ((double)h[i] + 1.0); /* as clip_kernel */
+    }
+    dp_free(h);
+    return s;
+}
+
 extern "C" dp_status dp_mlp_use_graph_cuda(dp_cuda_mlp *m, int on) {
     m->graph_on = on != 0;
     return DP_OK;

@@ -262,6 +262,34 @@ static void check_grad_case(dp_cuda_ctx *ctx, const netcase *nc, size_t n, size_
     /* prediction (forward, bias+activation, softmax) on the finite rows */
     for (size_t i = 0; i < n * nc->d; i++)
         if (!isfinite(X[i])) X[i] = 0.0f;
+    /* per-example norms without per-example gradients (gather/bias_act/
+     * act_back/loss kernels' fused squared norms) against the norm of each
+     * example's gradient materialised by the CPU, one example at a time */
+    {
+        size_t ne = n < 64 ? n : 64;
+        if (ne > max_micro) ne = max_micro;
+        dp_clip_config none;
+        memset(&none, 0, sizeof none);
+        none.mode = DP_CLIP_NONE;
+        double *sq = malloc(ne * sizeof *sq), worst = 0;
+        OK(dp_mlp_clipped_grad_cuda(gpu, X, y, ne, &none, NULL, g_gpu, NULL));
+        OK(dp_mlp_example_sqnorms_cuda(gpu, ne, sq));
+        for (size_t i = 0; i < ne; i++) {
+            memset(g_cpu, 0, P * sizeof(float));
+            OK(dp_mlp_clipped_grad(cpu, X + i * nc->d, y + i, 1, &none, NULL, g_cpu, NULL));
+            double ref = 0;
+            for (size_t j = 0; j < P; j++)
+                ref += (double)g_cpu[j] * g_cpu[j];
+            double e = fabs(sq[i] - ref) / (ref + 1e-30);
+            if (!(e <= worst)) worst = e;
+        }
+        CHECK(worst < 1e-5, "per-example squared norms: worst rel err %.3g over %zu examples",
+              worst, ne);
+        printf("per-example |g_i|^2 (no per-example gradients) vs materialised: worst rel err "
+               "%.2e over %zu\n",
+               worst, ne);
+        free(sq);
+    }
     float *P_cpu = malloc(n * (size_t)nc->k * sizeof(float)),
           *P_gpu = malloc(n * (size_t)nc->k * sizeof(float));
     OK(dp_mlp_predict(cpu, X, n, P_cpu));
