@@ -18,7 +18,8 @@
  *
  * Method: one buffer of the largest size, touched before timing; our
  * algorithms' scratch grown before timing; algorithms interleaved within
- * each repetition, each call after a barrier; a repetition's time is the
+ * each repetition, in an order rotating from one repetition to the next,
+ * each call after a barrier; a repetition's time is the
  * slowest rank's; vs_mpi is the median over repetitions of this call's time
  * over the mpi call's in the same repetition; each algorithm is first checked
  * once per size against the exact sum. Timed calls run on zeros, so
@@ -397,8 +398,12 @@ int main(int argc, char **argv) {
             for (int w = 0; w < 2; w++)
                 if (dp_comm_allreduce(c, buf, n, algos[a]) != DP_OK) die("allreduce");
         double *t = malloc((size_t)reps * nalgo * sizeof *t);
+        /* the order rotates every repetition: the call that follows another
+         * runs measurably faster or slower by cache state (up to 30% at
+         * 32-64 KiB here), so each algorithm takes each position equally */
         for (int rep = 0; rep < reps; rep++)
-            for (int a = 0; a < nalgo; a++) {
+            for (int j = 0; j < nalgo; j++) {
+                int a = (j + rep) % nalgo;
                 MPI_Barrier(MPI_COMM_WORLD);
                 double t0 = MPI_Wtime();
                 if (dp_comm_allreduce(c, buf, n, algos[a]) != DP_OK) die("allreduce");
