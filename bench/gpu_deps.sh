@@ -2,8 +2,9 @@
 # gpu_deps.sh: run on a Debian bookworm machine with apt (not on the GPU
 # machine, which has no network): download the .deb files of the libraries
 # dpsgd links that a CUDA image may lack (libsodium, cJSON, libzip, zlib,
-# OpenBLAS, Open MPI, pkgconf; libssl3 for libzip) into .gpudeps/debs, git-ignored, so that they
-# travel with the working tree to the GPU machine, where bench/gpu.sh unpacks
+# OpenBLAS, Open MPI, pkgconf; libssl3 for libzip) into .gpudeps/debs,
+# git-ignored, so that they travel with the working tree to the GPU machine
+# (the device tool: carry [".gpudeps"]), where bench/gpu.sh unpacks
 # them into a private prefix (.gpudeps/root) only if its own configure fails.
 # About 21 MB. Nothing is installed on either machine.
 set -eu
