@@ -237,7 +237,7 @@ int main(int argc, char **argv) {
             dp_cuda_mlp *m = NULL;
             dp_cuda_optim *o = NULL;
             fresh(&S, cap, &m, &o);
-            TRY(dp_mlp_profile_cuda(m, 1, NULL));
+            TRY(dp_mlp_profile_cuda(m, 1));
             run_steps(&S, m, o, q, dp, 0, 5, cap, NULL, NULL, NULL);
             TRY(dp_mlp_stats_cuda(m, NULL, NULL));
             phases *p = &ph[np++];

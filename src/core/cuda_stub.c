@@ -105,7 +105,7 @@ dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *data, const
 dp_status dp_mlp_use_graph_cuda(dp_cuda_mlp *m, int on) {
     NO_CUDA;
 }
-dp_status dp_mlp_profile_cuda(dp_cuda_mlp *m, int on, double *t_gather) {
+dp_status dp_mlp_profile_cuda(dp_cuda_mlp *m, int on) {
     NO_CUDA;
 }
 dp_status dp_mlp_stats_cuda(dp_cuda_mlp *m, dp_grad_stats *stats, double *t_gather) {

@@ -136,7 +136,7 @@ dp_status dp_mlp_use_graph_cuda(dp_cuda_mlp *m, int on);
 /* Per-phase timing with CUDA events (t_forward, t_backward, t_norms,
  * t_wgrad of dp_grad_stats, plus gather): waits after every micro-batch, so
  * only for benchmarks. Ignored in graph mode. */
-dp_status dp_mlp_profile_cuda(dp_cuda_mlp *m, int on, double *t_gather);
+dp_status dp_mlp_profile_cuda(dp_cuda_mlp *m, int on);
 
 /* ADD the statistics gathered on the device since the last call into *stats
  * (waits) and reset them. t_gather (may be NULL) receives the gather time

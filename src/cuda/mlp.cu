@@ -817,7 +817,7 @@ extern "C" dp_status dp_mlp_use_graph_cuda(dp_cuda_mlp *m, int on) {
     return DP_OK;
 }
 
-extern "C" dp_status dp_mlp_profile_cuda(dp_cuda_mlp *m, int on, double *t_gather) {
+extern "C" dp_status dp_mlp_profile_cuda(dp_cuda_mlp *m, int on) {
     m->profile = on != 0;
     return DP_OK;
 }
