@@ -419,3 +419,21 @@ Test(csv, block_scanner_equals_reference_on_plain_records) {
     }
     cr_assert_gt(scanned, 10000, "the scanner was exercised");
 }
+
+Test(csv, line_count_and_quote_parity_equal_naive_loops) {
+    uint64_t rng = tu_seed();
+    char buf[300];
+    for (int round = 0; round < 20000; round++) {
+        size_t n = tu_next(&rng) % sizeof buf, off = tu_next(&rng) % 8;
+        if (off > n) off = n;
+        for (size_t i = 0; i < n; i++) buf[i] = "\n\"ab,"[tu_next(&rng) % 5];
+        size_t lines = 0;
+        int par = 0;
+        for (size_t i = off; i < n; i++) {
+            lines += buf[i] == '\n';
+            par ^= buf[i] == '"';
+        }
+        cr_assert_eq(csv_count_lines(buf + off, n - off), lines);
+        cr_assert_eq(csv_quote_parity(buf + off, n - off), par);
+    }
+}

@@ -579,6 +579,17 @@ int csv_quote_parity(const char *p, size_t n) {
 
 size_t csv_count_lines(const char *p, size_t n) {
     size_t k = 0;
+#if defined(__AVX2__)
+    /* the reader thread counts every line end of the input: 32 bytes a step */
+    const __m256i nl = _mm256_set1_epi8('\n');
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + i));
+        k += (size_t)__builtin_popcount((unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, nl)));
+    }
+    p += i;
+    n -= i;
+#endif
     const char *e = p + n;
     while ((p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
         k++;

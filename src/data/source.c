@@ -2,8 +2,10 @@
  * source.c: input bytes from a plain file, a gzip stream (zlib inflate with
  * gzip framing, members concatenated as `cat a.gz b.gz` makes them) or the one
  * CSV member of a zip archive (libzip, which also checks the member's CRC).
- * The file's own bytes are hashed with SHA-256 (libsodium) while they are
- * read, so recording the input's identity costs no second pass.
+ * The file's own bytes are hashed with SHA-256 while they are read, so
+ * recording the input's identity costs no second pass: with OpenSSL's
+ * libcrypto where the build found it (it uses the CPU's SHA instructions;
+ * bench/prep shows the hash is prep's bottleneck), else with libsodium.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +16,54 @@
 #include <unistd.h>
 #include <zip.h>
 #include <zlib.h>
+#ifdef DP_HAVE_LIBCRYPTO
+#include <openssl/evp.h>
+#endif
 #include "core/dp_internal.h"
 #include "dpsgd/source.h"
 
 enum { GZ_INBUF = 1 << 18 };
+
+/* SHA-256 of a stream: the two implementations behind one small interface. */
+typedef struct hasher {
+#ifdef DP_HAVE_LIBCRYPTO
+    EVP_MD_CTX *ctx;
+#else
+    crypto_hash_sha256_state st;
+#endif
+} hasher;
+
+static int hash_init(hasher *h) {
+#ifdef DP_HAVE_LIBCRYPTO
+    h->ctx = EVP_MD_CTX_new();
+    return h->ctx && EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) == 1;
+#else
+    return crypto_hash_sha256_init(&h->st) == 0;
+#endif
+}
+static void hash_update(hasher *h, const void *p, size_t n) {
+#ifdef DP_HAVE_LIBCRYPTO
+    EVP_DigestUpdate(h->ctx, p, n);
+#else
+    crypto_hash_sha256_update(&h->st, p, n);
+#endif
+}
+static void hash_final(hasher *h, unsigned char out[32]) {
+#ifdef DP_HAVE_LIBCRYPTO
+    unsigned len = 32;
+    EVP_DigestFinal_ex(h->ctx, out, &len);
+#else
+    crypto_hash_sha256_final(&h->st, out);
+#endif
+}
+static void hash_free(hasher *h) {
+#ifdef DP_HAVE_LIBCRYPTO
+    EVP_MD_CTX_free(h->ctx);
+    h->ctx = NULL;
+#else
+    (void)h;
+#endif
+}
 
 struct dp_source {
     dp_source_kind kind;
@@ -30,7 +76,7 @@ struct dp_source {
     size_t npeek, peek_pos; /* bytes read for the magic, not yet handed on */
     int in_eof;             /* the file (compressed side) is exhausted */
     int done;               /* the decompressed data is exhausted */
-    crypto_hash_sha256_state hash;
+    hasher hash;
     unsigned char digest[32];
     int hashed;
     /* gzip */
@@ -87,12 +133,12 @@ static dp_status read_raw(dp_source *s, void *buf, size_t cap, size_t *got) {
         size_t r;
         DP_TRY(read_fd(s, (char *)buf + n, cap - n, &r));
         if (r == 0) s->in_eof = 1;
-        crypto_hash_sha256_update(&s->hash, (unsigned char *)buf + n, r);
+        hash_update(&s->hash, (unsigned char *)buf + n, r);
         s->in_bytes += r;
         n += r;
     }
     if (s->in_eof && s->peek_pos == s->npeek && !s->hashed) {
-        crypto_hash_sha256_final(&s->hash, s->digest);
+        hash_final(&s->hash, s->digest);
         s->hashed = 1;
         if (!s->own_fd) s->file_bytes = s->in_bytes;
     }
@@ -108,9 +154,14 @@ static dp_status hash_whole_file(dp_source *s) {
         close(fd);
         return dp_error(DP_E_NOMEM, "%s: out of memory for the hash buffer", s->path);
     }
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    hasher st;
     dp_status status = DP_OK;
+    if (!hash_init(&st)) {
+        hash_free(&st);
+        dp_free(buf);
+        close(fd);
+        return dp_error(DP_E_INTERNAL, "%s: the SHA-256 hasher failed to start", s->path);
+    }
     for (;;) {
         ssize_t r = read(fd, buf, 1 << 20);
         if (r < 0 && errno == EINTR) continue;
@@ -119,9 +170,10 @@ static dp_status hash_whole_file(dp_source *s) {
             break;
         }
         if (r == 0) break;
-        crypto_hash_sha256_update(&st, buf, (size_t)r);
+        hash_update(&st, buf, (size_t)r);
     }
-    crypto_hash_sha256_final(&st, s->digest);
+    hash_final(&st, s->digest);
+    hash_free(&st);
     s->hashed = status == DP_OK;
     dp_free(buf);
     close(fd);
@@ -189,8 +241,12 @@ DP_API dp_status dp_source_open(const char *path, dp_source **out) {
     dp_source *s = dp_calloc(1, sizeof *s);
     if (!s) return dp_error(DP_E_NOMEM, "%s: out of memory", path);
     s->fd = -1;
-    crypto_hash_sha256_init(&s->hash);
     dp_status st = DP_OK;
+    if (!hash_init(&s->hash)) {
+        hash_free(&s->hash);
+        dp_free(s);
+        return dp_error(DP_E_INTERNAL, "%s: the SHA-256 hasher failed to start", path);
+    }
     int is_stdin = strcmp(path, "-") == 0;
     s->path = dp_strdup(is_stdin ? "standard input" : path);
     s->name = dp_strdup(s->path);
@@ -222,7 +278,7 @@ DP_API dp_status dp_source_open(const char *path, dp_source **out) {
     size_t got;
     if ((st = read_fd(s, s->peek, sizeof s->peek, &got)) != DP_OK) goto fail;
     s->npeek = got;
-    crypto_hash_sha256_update(&s->hash, s->peek, got);
+    hash_update(&s->hash, s->peek, got);
     s->in_bytes = got;
     if (got < sizeof s->peek) s->in_eof = 1;
     if (got >= 2 && s->peek[0] == 0x1f && s->peek[1] == 0x8b) {
@@ -264,6 +320,7 @@ DP_API void dp_source_close(dp_source *s) {
     if (s->zf) zip_fclose(s->zf);
     if (s->za) zip_discard(s->za);
     if (s->z_init) inflateEnd(&s->z);
+    hash_free(&s->hash);
     if (s->fd >= 0 && s->own_fd) close(s->fd);
     dp_free(s->inbuf);
     dp_free(s->path);
