@@ -35,9 +35,14 @@ DP_API const char *dp_build_config(void) {
              "no (built with -DDP_WITH_FFTW=OFF)",
 #endif
 #ifdef DP_HAVE_CUDA
-             "yes", "yes"
+             "yes (backend built; a device is looked for at run time)",
 #else
-             "no", "no"
+             "no (no nvcc when built, or -DDP_WITH_CUDA=OFF)",
+#endif
+#ifdef DP_HAVE_NCCL
+             "yes"
+#else
+             "no"
 #endif
     );
     return buf;
