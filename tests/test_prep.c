@@ -548,3 +548,30 @@ Test(prep, schema_hash_follows_the_encoding_and_stats_dp_is_refused) {
     cr_assert(strstr(dp_last_error(), "not yet available"), "%s", dp_last_error());
     cr_assert(!tu_exists(in_dir("dp")));
 }
+
+Test(prep, unemployment_is_the_custom_task_it_describes) {
+    uint64_t rng = tu_seed();
+    size_t len;
+    char *text = random_pums(&rng, 600, &len);
+    char input[4096];
+    snprintf(input, sizeof input, "%s", in_dir("u.csv"));
+    cr_assert_eq(tu_write_file(input, text, len), 0);
+    free(text);
+    spec builtin = {.na = "NA", .seed = 5};
+    spec custom = {.target = "ESR", .positive = "3", .population = "1,2,3,4,5", .na = "NA", .seed = 5,
+                   .features = "AGEP,SCHL,MAR,SEX,RAC1P,HISP,DIS,CIT,NATIVITY,MIL"};
+    cr_assert_eq(run_prep(&builtin, input, in_dir("b"), NULL), DP_OK, "%s", dp_last_error());
+    cr_assert_eq(run_prep(&custom, input, in_dir("c"), NULL), DP_OK, "%s", dp_last_error());
+    const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy", "y_val.npy", "X_test.npy",
+                           "y_test.npy"};
+    for (int f = 0; f < 6; f++) {
+        char a[4200], b[4200];
+        snprintf(a, sizeof a, "%s/%s", in_dir("b"), files[f]);
+        snprintf(b, sizeof b, "%s/%s", in_dir("c"), files[f]);
+        size_t na, nb;
+        char *x = slurp(a, &na), *y = slurp(b, &nb);
+        cr_assert(na == nb && memcmp(x, y, na) == 0, "%s differs", files[f]);
+        free(x);
+        free(y);
+    }
+}
