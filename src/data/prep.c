@@ -409,7 +409,7 @@ static dp_status encode_and_write(run *r, size_t D, size_t counts[3], size_t pos
     for (int s = 0; s < 3; s++) {
         if (counts[s] && D > SIZE_MAX / sizeof(float) / counts[s])
             return dp_error(DP_E_NOMEM, "the %s split is too large", split_names_[s]);
-        r->X[s] = dp_calloc(counts[s] * D + 1, sizeof(float));
+        r->X[s] = dp_malloc((counts[s] * D + 1) * sizeof(float)); /* rows zeroed as encoded */
         r->y[s] = dp_malloc((counts[s] + 1) * sizeof(int32_t));
         if (!r->X[s] || !r->y[s])
             return dp_error(DP_E_NOMEM, "out of memory for the %s split (%zu x %zu)",
@@ -420,6 +420,7 @@ static dp_status encode_and_write(run *r, size_t D, size_t counts[3], size_t pos
     for (size_t i = 0; i < n; i++) {
         int s = r->split[i];
         float *x = r->X[s] + r->index[i] * D;
+        memset(x, 0, D * sizeof *x); /* here, in parallel, rather than a calloc's pass */
         for (size_t k = 0; k < nf; k++) prep_feature_encode(&r->feat[k], cells[i * nf + k], x);
         r->y[s][r->index[i]] = r->rows.label[i];
     }
