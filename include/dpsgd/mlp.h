@@ -109,6 +109,24 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
                                      const dp_clip_config *clip, const float *class_weight,
                                      float *grad, dp_grad_stats *stats);
 
+/* Called when layer `layer`'s slice of the gradient, [w_off, b_off + n_out)
+ * of dp_mlp_layer (W_l then b_l, contiguous), holds its final value. */
+typedef void (*dp_layer_done_fn)(int layer, void *ud);
+
+/* dp_mlp_clipped_grad, and done(l, ud) once for each layer l = 0, 1, ..., L-1
+ * as soon as grad's slice of layer l is final for this call, so that a
+ * caller can start sending it (a non-blocking allreduce) while the weight
+ * gradients of the later layers are still computed. With one thread (and
+ * any number of micro-batches) each call comes right after that layer's last
+ * weight-gradient product; with several threads, after their buffers are
+ * summed (all layers at once, in order). n = 0: all calls at once. The
+ * gradient is bit for bit that of dp_mlp_clipped_grad. done may be NULL. On
+ * failure, the calls not yet made are not made. */
+DP_API dp_status dp_mlp_clipped_grad_layers(dp_mlp *m, const float *X, const int32_t *y, size_t n,
+                                            const dp_clip_config *clip, const float *class_weight,
+                                            float *grad, dp_grad_stats *stats,
+                                            dp_layer_done_fn done, void *ud);
+
 /* Sensitivity (L2) of one example's clipped gradient under `clip`:
  * C for flat, sqrt(sum_l C_l^2) for per-layer, +inf for DP_CLIP_NONE. */
 DP_API double dp_clip_sensitivity(const dp_clip_config *clip, int n_layers);

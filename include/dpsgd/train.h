@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "accountant.h"
+#include "comm.h"
 #include "dataset.h"
 #include "ledger.h"
 #include "mlp.h"
@@ -26,6 +27,23 @@ typedef enum dp_optimizer_kind {
     DP_OPT_MOMENTUM = 1, /* v = mu v + g; p -= lr v (PyTorch's SGD with momentum) */
     DP_OPT_ADAM = 2      /* Kingma & Ba 2015, bias-corrected */
 } dp_optimizer_kind;
+
+/* How the noise of a step is added when several ranks train one model
+ * (DESIGN.md algorithm 3). Either way the summed gradient carries
+ * N(0, sigma^2 C^2) on every coordinate whatever the number of ranks R;
+ * with one rank both are the single-process path. */
+typedef enum dp_noise_mode {
+    /* reduce-scatter; the owner of each chunk adds that chunk's noise
+     * (key_noise, stream 0, the chunk's offset: the same noise vector as one
+     * process draws, for any R); allgather. P/R draws per rank. Every rank
+     * holds the noise key: the ranks trust each other. */
+    DP_NOISE_OWNER = 0,
+    /* every rank adds N(0, sigma^2 C^2 / R) to its whole local sum (stream
+     * rank + 1; unseeded: a key of its own from the OS, never sent or saved)
+     * before a plain allreduce: no rank can subtract the total noise unless
+     * all R collude. P draws per rank. */
+    DP_NOISE_SHARES = 1
+} dp_noise_mode;
 
 typedef enum dp_lr_schedule {
     DP_LR_CONSTANT = 0, /* lr */
@@ -63,6 +81,17 @@ typedef struct dp_train_config {
     int seeded; /* 1: all keys from `seed` (reproducible; privacy.json says so) */
     uint64_t seed;
     int noise_ahead; /* 1 (default): a thread draws step t+1's noise during step t */
+    /* data parallelism (used by dp_trainer_create_dist with several ranks) */
+    dp_allreduce_algo allreduce; /* default DP_ALLREDUCE_MPI */
+    dp_noise_mode noise_mode;    /* default DP_NOISE_OWNER */
+    int overlap;                 /* 1: one non-blocking allreduce per layer, started as soon as that
+                                    layer's weight gradient is final (default 0: one fused allreduce) */
+    uint64_t check_every; /* compare a parameter checksum across ranks every K steps and after
+                             the last (default 100; 0: after the last step only) */
+    /* 1: private_ training (clipping, division by qN) with noise_multiplier
+     * exactly 0: NO noise, NOT private (epsilon infinite, nothing charged to
+     * the ledger); for tests and ablations. Default 0. */
+    int zero_noise;
 } dp_train_config;
 
 DP_API void dp_train_config_default(dp_train_config *cfg);
@@ -92,7 +121,8 @@ typedef struct dp_trainer dp_trainer;
 typedef struct dp_train_timings {
     double sample, gather, forward, backward, norms, wgrad, noise, optimizer, total;
     uint64_t steps;
-    uint64_t examples; /* realised batch sizes summed (not private) */
+    uint64_t examples; /* realised batch sizes summed, this rank's rows only (not private) */
+    double comm;       /* allreduces across ranks (waiting for the slowest rank included) */
 } dp_train_timings;
 
 /* What the callback sees after each step. loss depends on the private data
@@ -103,9 +133,9 @@ typedef struct dp_step_info {
     uint64_t epoch;         /* 0-based epoch of this step */
     uint64_t step_in_epoch; /* 1-based position within the epoch */
     uint64_t steps_per_epoch;
-    size_t batch;     /* realised batch size (not private) */
-    double loss;      /* mean loss over the realised batch (not private) */
-    size_t n_clipped; /* examples clipped in this step (not private) */
+    size_t batch;     /* realised batch size, all ranks (not private) */
+    double loss;      /* mean loss over the realised batch, all ranks (not private) */
+    size_t n_clipped; /* examples clipped in this step, all ranks (not private) */
     double seconds;   /* wall time of the step */
 } dp_step_info;
 
@@ -132,6 +162,38 @@ DP_API dp_status dp_trainer_create(const dp_dataset *train, const dp_train_confi
 DP_API dp_status dp_trainer_resume(const dp_dataset *train, const char *checkpoint_path,
                                    dp_trainer **out);
 DP_API void dp_trainer_destroy(dp_trainer *t);
+
+/* The same on every rank of `comm` (borrowed; it must outlive the trainer;
+ * NULL or a one-rank communicator: exactly dp_trainer_create/_resume).
+ * Collective: every rank calls it with the same configuration (or the same
+ * checkpoint) and its own shard of the training split: the rows
+ * dp_comm_shard(N, R, rank) opened with dp_dataset_open(dir, split, begin,
+ * end) (a shard of another range works too, as long as the shards partition
+ * [0, N)). The global Poisson batch S_t is the same for every R: each rank
+ * takes S_t within its rows. Unseeded keys and the initial parameters are
+ * drawn on rank 0 and broadcast. A failure on any rank fails every rank with
+ * the lowest failing rank's status and message ("rank K: ...").
+ * Then every step sums the ranks' clipped gradients with cfg->allreduce,
+ * adds the noise per cfg->noise_mode, and every cfg->check_every steps the
+ * ranks compare a checksum of the parameters (DP_E_INTERNAL on a mismatch,
+ * naming the step). Steps, runs and checkpoints are collective too: call
+ * them on every rank in the same order, and a dp_train_callback must return
+ * the same value on every rank. A checkpoint is the same on every rank (only
+ * one needs writing it) and resumes on any number of ranks: with
+ * counter-based random streams and a global sampler the run does not depend
+ * on R except for floating-point summation order (and, in shares mode, which
+ * stream each share comes from). */
+DP_API dp_status dp_trainer_create_dist(const dp_dataset *train_shard, const dp_train_config *cfg,
+                                        dp_comm *comm, dp_trainer **out);
+DP_API dp_status dp_trainer_resume_dist(const dp_dataset *train_shard, const char *checkpoint_path,
+                                        dp_comm *comm, dp_trainer **out);
+/* After dp_trainer_step or dp_trainer_run failed on several ranks: 1 when the
+ * failure was agreed (every rank returned the same status and message: a
+ * failed step on any rank, a checksum mismatch, a budget or range error),
+ * 0 when this rank failed alone (an MPI error): the other ranks may be
+ * blocked in a collective and the caller must end the job
+ * (dp_comm_abort). 1 on one rank. */
+DP_API int dp_trainer_failed_together(const dp_trainer *t);
 
 /* One step: Poisson batch, clipped summed gradient, noise, division by the
  * expected batch size, optimizer update, ledger tick. DP_E_PRIVACY (and no
@@ -164,6 +226,9 @@ DP_API const char *dp_optimizer_name(dp_optimizer_kind k);
 DP_API dp_status dp_optimizer_parse(const char *name, dp_optimizer_kind *out);
 DP_API const char *dp_lr_schedule_name(dp_lr_schedule s);
 DP_API dp_status dp_lr_schedule_parse(const char *name, dp_lr_schedule *out);
+/* "owner", "shares". */
+DP_API const char *dp_noise_mode_name(dp_noise_mode m);
+DP_API dp_status dp_noise_mode_parse(const char *name, dp_noise_mode *out);
 
 /* The configuration as a JSON object (for privacy.json, checkpoints and the
  * report) and back. *json_out is freed with dp_train_free_string. */

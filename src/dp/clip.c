@@ -42,6 +42,12 @@
  * separate cores than one at a time on a multi-threaded BLAS (bench/kernels).
  * For a fixed thread count the result is deterministic; across thread counts
  * and micro-batch sizes it agrees up to float rounding.
+ *
+ * dp_mlp_clipped_grad_layers is the same computation with a callback after
+ * each layer's last weight-gradient product (data-parallel training starts
+ * that layer's allreduce there, overlapping it with the later layers'
+ * products); layers write disjoint slices of grad, so the callback changes
+ * no bit of the result.
  */
 
 /* Below this many rows per thread, a second thread costs more than it saves. */
@@ -158,8 +164,10 @@ static void column_sums(const float *restrict D, size_t r, size_t out, float *re
     }
 }
 
+/* done (may be NULL): the per-layer callback of dp_mlp_clipped_grad_layers,
+ * passed only for the last micro-batch of a single-threaded call. */
 static void wgrad(dp_mlp *m, nn_ws *w, const float *X, size_t r, const dp_clip_config *clip,
-                  float *g) {
+                  float *g, dp_layer_done_fn done, void *ud) {
     for (int l = 0; l < m->L; l++) {
         const size_t out = m->n_out[l];
         if (clip->mode == DP_CLIP_NONE)
@@ -168,11 +176,13 @@ static void wgrad(dp_mlp *m, nn_ws *w, const float *X, size_t r, const dp_clip_c
             scale_rows(w->delta[l], clip->mode == DP_CLIP_PER_LAYER ? w->clip[l] : w->clip[0], r,
                        out, g + m->b_off[l]);
         nn_linear_wgrad(w->delta[l], l == 0 ? X : w->act[l], r, out, m->n_in[l], g + m->w_off[l]);
+        if (done) done(l, ud);
     }
 }
 
 static void run_rows(dp_mlp *m, nn_ws *w, const float *X, const int32_t *y, size_t n,
-                     const dp_clip_config *clip, const float *cw, float *g, thread_stats *st) {
+                     const dp_clip_config *clip, const float *cw, float *g, thread_stats *st,
+                     dp_layer_done_fn done, void *ud) {
     const size_t d = m->cfg.n_in;
     for (size_t r0 = 0; r0 < n; r0 += m->rows) {
         const size_t r = DP_MIN(m->rows, n - r0);
@@ -184,7 +194,7 @@ static void run_rows(dp_mlp *m, nn_ws *w, const float *X, const int32_t *y, size
         double t2 = omp_get_wtime();
         if (norms(m, w, r, clip, st) > 0) x = zero_bad_rows(m, w, x, r);
         double t3 = omp_get_wtime();
-        wgrad(m, w, x, r, clip, g);
+        wgrad(m, w, x, r, clip, g, r0 + r == n ? done : NULL, ud);
         double t4 = omp_get_wtime();
         st->t_fwd += t1 - t0;
         st->t_bwd += t2 - t1;
@@ -193,11 +203,16 @@ static void run_rows(dp_mlp *m, nn_ws *w, const float *X, const int32_t *y, size
     }
 }
 
-DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y, size_t n,
-                                     const dp_clip_config *clip, const float *class_weight,
-                                     float *grad, dp_grad_stats *stats) {
-    DP_TRY(nn_check_batch("dp_mlp_clipped_grad", m, X, y, n, clip, class_weight, grad));
-    if (n == 0) return DP_OK;
+/* The body of both entry points; done (may be NULL) as documented at
+ * dp_mlp_clipped_grad_layers. */
+static dp_status clipped_grad(dp_mlp *m, const float *X, const int32_t *y, size_t n,
+                              const dp_clip_config *clip, const float *class_weight, float *grad,
+                              dp_grad_stats *stats, dp_layer_done_fn done, void *ud) {
+    if (n == 0) {
+        for (int l = 0; done && l < m->L; l++)
+            done(l, ud);
+        return DP_OK;
+    }
     int nt = DP_MIN(m->n_ws, omp_get_max_threads());
     if ((size_t)nt > n / MIN_ROWS_PER_THREAD) nt = (int)(n / MIN_ROWS_PER_THREAD);
     if (nt < 1) nt = 1;
@@ -214,8 +229,9 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
         const size_t lo = n * (size_t)t / (size_t)T, hi = n * (size_t)(t + 1) / (size_t)T;
         float *g = t == 0 ? grad : m->ws[t].grad;
         if (t > 0) memset(g, 0, P * sizeof(float));
-        run_rows(m, &m->ws[t], X + lo * m->cfg.n_in, y + lo, hi - lo, clip, class_weight, g,
-                 &st[t]);
+        /* one thread: its own last micro-batch completes each layer */
+        run_rows(m, &m->ws[t], X + lo * m->cfg.n_in, y + lo, hi - lo, clip, class_weight, g, &st[t],
+                 T == 1 ? done : NULL, ud);
         if (T > 1) {
 #pragma omp barrier
             /* sum the private buffers into grad, a slice of coordinates per thread */
@@ -229,6 +245,8 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
         }
     }
     if (nt > 1 && blas_threads > 1) openblas_set_num_threads(blas_threads);
+    for (int l = 0; done && team > 1 && l < m->L; l++)
+        done(l, ud);
     if (stats) {
         for (int t = 0; t < team; t++) {
             stats->loss_sum += st[t].loss;
@@ -242,6 +260,21 @@ DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y
         stats->t_wgrad += st[0].t_wgrad;
     }
     return DP_OK;
+}
+
+DP_API dp_status dp_mlp_clipped_grad(dp_mlp *m, const float *X, const int32_t *y, size_t n,
+                                     const dp_clip_config *clip, const float *class_weight,
+                                     float *grad, dp_grad_stats *stats) {
+    DP_TRY(nn_check_batch("dp_mlp_clipped_grad", m, X, y, n, clip, class_weight, grad));
+    return clipped_grad(m, X, y, n, clip, class_weight, grad, stats, NULL, NULL);
+}
+
+DP_API dp_status dp_mlp_clipped_grad_layers(dp_mlp *m, const float *X, const int32_t *y, size_t n,
+                                            const dp_clip_config *clip, const float *class_weight,
+                                            float *grad, dp_grad_stats *stats,
+                                            dp_layer_done_fn done, void *ud) {
+    DP_TRY(nn_check_batch("dp_mlp_clipped_grad_layers", m, X, y, n, clip, class_weight, grad));
+    return clipped_grad(m, X, y, n, clip, class_weight, grad, stats, done, ud);
 }
 
 DP_API double dp_clip_sensitivity(const dp_clip_config *clip, int n_layers) {

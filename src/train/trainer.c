@@ -23,6 +23,31 @@
  * Every random choice is counter-based on (key, step): a checkpoint that holds
  * the keys, the step, the parameters, the optimizer state and the ledger lets
  * a resumed run continue bit for bit as if it had never stopped.
+ *
+ * Data parallelism (dp_trainer_create_dist, R > 1 ranks; DESIGN.md
+ * algorithms 1, 3, 5, 6): every rank holds the whole model and a shard of the
+ * rows, takes S_t within its shard (the sampler gives the same global S_t for
+ * any partition), and computes its clipped sum g_r. The step then becomes
+ *
+ *   owner:   [g_r | extras] --reduce-scatter--> rank r holds chunk r of sum_r g_r
+ *            rank r adds noise coordinates [chunk r) (key_noise, stream 0, offset
+ *            of the chunk: the noise vector of one process, whatever R)
+ *            --allgather--> every rank holds sum g + N(0, sigma^2 C^2 I)
+ *   shares:  rank r adds N(0, sigma^2 C^2 / R) (stream r + 1) to all of g_r,
+ *            --allreduce--> sum g + (a sum of R independent shares)
+ *
+ * and the rest (division by qN, optimizer, ledger) is the same on every rank,
+ * so the replicas stay bit-identical (checked every check_every steps with a
+ * checksum). Four floats ride along at the end of the buffer, outside the
+ * noise: a failure flag (so a rank whose step failed still enters the
+ * collective and every rank learns of it in the same step: then the status is
+ * agreed and all fail together instead of leaving the others blocked), the
+ * realised batch size, the loss sum and the clipped count of the rank (for the
+ * progress line; not private). The noise thread draws only what this rank
+ * adds: its chunk (owner; P/R coordinates) or its whole share (shares).
+ * --overlap starts one non-blocking allreduce per layer as soon as the layer's
+ * weight gradient is final (dp_mlp_clipped_grad_layers); owner noise is then
+ * added after the sum by every rank (the same full vector, drawn by each).
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -60,9 +85,13 @@ typedef struct noise_pump {
     dp_status err;
     char errmsg[512];
     const dp_key *key;
+    uint64_t stream; /* 0: the noise of one process (owner); r + 1: rank r's share */
+    size_t offset;   /* first coordinate drawn (owner: the rank's chunk) */
     double std;
-    size_t n;
+    size_t n; /* coordinates drawn per step */
 } noise_pump;
+
+#define N_EXTRA 4 /* after the gradient when R > 1: failed, batch, loss sum, clipped */
 
 struct dp_trainer {
     dp_train_config cfg;
@@ -88,6 +117,18 @@ struct dp_trainer {
     float *grad;
     noise_pump pump;
     dp_train_timings tm;
+    /* data parallelism */
+    dp_comm *comm; /* borrowed; NULL: one process */
+    int rank, R;   /* R > 1: the data-parallel step */
+    size_t nbuf;   /* floats of grad: n_params, + N_EXTRA when R > 1 */
+    dp_key key_share;
+    uint64_t last_check; /* last step at which the ranks' checksums agreed */
+    int failed_together;
+    /* --overlap: requests of the step's per-layer allreduces */
+    int ov_req[DP_MLP_MAX_LAYERS + 1];
+    unsigned ov_issued; /* bit l: layer l's allreduce started */
+    dp_status ov_err;
+    const float *ov_share; /* shares mode: this step's share [P], added per layer */
 };
 
 static double now(void) {
@@ -117,13 +158,36 @@ DP_API void dp_train_config_default(dp_train_config *c) {
     c->target_delta = 1e-5;
     c->accountant = DP_ACCOUNTANT_RDP;
     c->noise_ahead = 1;
+    c->allreduce = DP_ALLREDUCE_MPI;
+    c->noise_mode = DP_NOISE_OWNER;
+    c->check_every = 100;
+}
+
+/* Noise is drawn and charged: private and not the zero-noise ablation. */
+static int noisy(const dp_trainer *t) {
+    return t->cfg.private_ && !t->cfg.zero_noise;
+}
+
+DP_API const char *dp_noise_mode_name(dp_noise_mode m) {
+    return m == DP_NOISE_SHARES ? "shares" : m == DP_NOISE_OWNER ? "owner" : "unknown";
+}
+
+DP_API dp_status dp_noise_mode_parse(const char *name, dp_noise_mode *out) {
+    if (name && !strcmp(name, "owner"))
+        *out = DP_NOISE_OWNER;
+    else if (name && !strcmp(name, "shares"))
+        *out = DP_NOISE_SHARES;
+    else
+        return dp_error(DP_E_USAGE, "noise mode: expected owner or shares, found '%s'",
+                        name ? name : "(null)");
+    return DP_OK;
 }
 
 /* ---------------------------------------------------------------- noise */
 
 static dp_status pump_fill(noise_pump *p, uint64_t step, float *buf) {
     memset(buf, 0, p->n * sizeof(float));
-    return dp_noise_add(p->key, step, 0, 0, buf, p->n, p->std);
+    return dp_noise_add(p->key, step, p->stream, p->offset, buf, p->n, p->std);
 }
 
 static void *pump_main(void *arg) {
@@ -185,9 +249,9 @@ static dp_status pump_start(noise_pump *p, uint64_t step, uint64_t limit, int th
     return DP_OK;
 }
 
-/* Add step `step`'s noise to g[0..n). */
-static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
-    const float *buf;
+/* Step `step`'s noise (p->n values, for coordinates [p->offset, +n)) in
+ * *out, valid until pump_release(step). */
+static dp_status pump_get(noise_pump *p, uint64_t step, const float **out) {
     if (p->started) {
         pthread_mutex_lock(&p->mu);
         while (p->filled <= step && p->err == DP_OK)
@@ -195,19 +259,34 @@ static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
         dp_status err = p->err;
         pthread_mutex_unlock(&p->mu);
         if (err != DP_OK) return dp_error(err, "%s", p->errmsg);
-        buf = p->buf[step % PUMP_DEPTH];
+        *out = p->buf[step % PUMP_DEPTH];
     } else {
         DP_TRY(pump_fill(p, step, p->buf[0]));
-        buf = p->buf[0];
+        *out = p->buf[0];
     }
-    for (size_t i = 0; i < p->n; i++)
-        g[i] += buf[i];
+    return DP_OK;
+}
+
+static void pump_release(noise_pump *p, uint64_t step) {
     if (p->started) {
         pthread_mutex_lock(&p->mu);
         p->consumed = step + 1;
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+static void add_to(float *restrict g, const float *restrict v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        g[i] += v[i];
+}
+
+/* Add step `step`'s noise to g[0..n). */
+static dp_status pump_add(noise_pump *p, uint64_t step, float *restrict g) {
+    const float *buf;
+    DP_TRY(pump_get(p, step, &buf));
+    add_to(g, buf, p->n);
+    pump_release(p, step);
     return DP_OK;
 }
 
@@ -304,6 +383,12 @@ static dp_status check_config(const dp_train_config *c, const dp_dataset *ds) {
     if (!(c->lr > 0) || !isfinite(c->lr))
         return dp_error(DP_E_USAGE, "trainer: learning rate must be > 0, found %g", c->lr);
     if (c->micro_batch == 0) return dp_error(DP_E_USAGE, "trainer: micro-batch size 0");
+    if ((int)c->allreduce < DP_ALLREDUCE_MPI || (int)c->allreduce > DP_ALLREDUCE_TREE)
+        return dp_error(DP_E_USAGE, "trainer: unknown allreduce algorithm %d", (int)c->allreduce);
+    if (c->noise_mode != DP_NOISE_OWNER && c->noise_mode != DP_NOISE_SHARES)
+        return dp_error(DP_E_USAGE, "trainer: unknown noise mode %d", (int)c->noise_mode);
+    if (c->zero_noise && !c->private_)
+        return dp_error(DP_E_USAGE, "trainer: zero_noise applies to clipped (private_) training");
     if (c->private_) {
         if (c->clip.mode == DP_CLIP_NONE)
             return dp_error(DP_E_USAGE, "trainer: private training needs clipping");
@@ -322,7 +407,10 @@ static dp_status check_config(const dp_train_config *c, const dp_dataset *ds) {
                             c->target_delta);
         if (c->noise_multiplier < 0 || !isfinite(c->noise_multiplier))
             return dp_error(DP_E_USAGE, "trainer: noise multiplier %g", c->noise_multiplier);
-        if (c->noise_multiplier == 0 && !(c->target_epsilon > 0))
+        if (c->zero_noise && (c->noise_multiplier != 0 || c->target_epsilon != 0))
+            return dp_error(DP_E_USAGE, "trainer: zero_noise (noise multiplier exactly 0) excludes "
+                                        "a noise multiplier and a target epsilon");
+        if (c->noise_multiplier == 0 && !(c->target_epsilon > 0) && !c->zero_noise)
             return dp_error(DP_E_USAGE,
                             "trainer: private training needs a noise multiplier or a target "
                             "epsilon");
@@ -360,7 +448,8 @@ static dp_status build(dp_trainer *t, const dp_dataset *ds) {
     t->idx = dp_malloc(t->cap * sizeof(size_t));
     t->xbuf = dp_malloc(t->chunk * t->d * sizeof(float));
     t->ybuf = dp_malloc(t->chunk * sizeof(int32_t));
-    t->grad = dp_malloc(t->n_params * sizeof(float));
+    t->nbuf = t->n_params + (t->R > 1 ? N_EXTRA : 0);
+    t->grad = dp_malloc(t->nbuf * sizeof(float));
     t->pump.n = t->n_params;
     int bufs_ok = 1;
     for (int i = 0; i < PUMP_DEPTH; i++)
@@ -374,46 +463,84 @@ static dp_status build(dp_trainer *t, const dp_dataset *ds) {
     return DP_OK;
 }
 
+/* What this rank's noise thread draws (see the top of the file), then start
+ * it. One rank: the whole vector of stream 0, whatever the mode. */
 static dp_status start(dp_trainer *t) {
-    t->pump.key = &t->key_noise;
-    t->pump.std = t->plan.noise_std;
-    if (!t->cfg.private_) return DP_OK;
-    return pump_start(&t->pump, t->step, DP_MIN(t->plan.steps, t->plan.budget_steps),
-                      t->cfg.noise_ahead);
+    noise_pump *p = &t->pump;
+    p->key = &t->key_noise;
+    p->stream = 0;
+    p->offset = 0;
+    p->n = t->n_params;
+    p->std = t->plan.noise_std;
+    if (!noisy(t)) return DP_OK;
+    if (t->R > 1 && t->cfg.noise_mode == DP_NOISE_SHARES) {
+        p->key = &t->key_share;
+        p->stream = (uint64_t)t->rank + 1;
+        p->std = t->plan.noise_std / sqrt((double)t->R);
+    } else if (t->R > 1 && !t->cfg.overlap) {
+        /* the chunk that dp_comm_reduce_scatter leaves complete on this rank,
+         * without the extras */
+        size_t b, e;
+        DP_TRY(dp_comm_shard(t->nbuf, t->R, t->rank, &b, &e));
+        e = DP_MIN(e, t->n_params);
+        b = DP_MIN(b, e);
+        p->offset = b;
+        p->n = e - b;
+    }
+    return pump_start(p, t->step, DP_MIN(t->plan.steps, t->plan.budget_steps), t->cfg.noise_ahead);
 }
 
-DP_API dp_status dp_trainer_create(const dp_dataset *ds, const dp_train_config *cfg,
-                                   dp_trainer **out) {
+/* The communicator's view: rank and size, 0 and 1 without one. */
+static void attach(dp_trainer *t, dp_comm *comm) {
+    t->comm = comm;
+    t->rank = comm ? dp_comm_rank(comm) : 0;
+    t->R = comm ? dp_comm_size(comm) : 1;
+    t->failed_together = 1;
+}
+
+/* Every rank leaves with the status of the lowest failing rank (one rank:
+ * unchanged). */
+static dp_status agree(dp_comm *comm, dp_status st) {
+    if (comm && dp_comm_size(comm) > 1) return dp_comm_agree(comm, st, NULL);
+    return st;
+}
+
+/* The part of creation that each rank does alone: configuration, plan,
+ * network, keys, and (rank 0) the noise calibration. */
+static dp_status create_local(const dp_dataset *ds, const dp_train_config *cfg, dp_comm *comm,
+                              dp_trainer **out) {
     *out = NULL;
     if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "trainer: libsodium failed to start");
     DP_TRY(check_config(cfg, ds));
     dp_trainer *t = dp_calloc(1, sizeof *t);
     if (!t) return dp_error(DP_E_NOMEM, "trainer: out of memory");
+    *out = t;
+    attach(t, comm);
     t->cfg = *cfg;
-    dp_status st = make_plan(cfg, dp_dataset_rows_total(ds), cfg->n_hidden + 1, &t->plan);
-    if (st == DP_OK) st = build(t, ds);
-    if (st != DP_OK) goto fail;
+    DP_TRY(make_plan(cfg, dp_dataset_rows_total(ds), cfg->n_hidden + 1, &t->plan));
+    DP_TRY(build(t, ds));
 
-    /* Keys: from the seed (reproducible) or from the operating system. */
+    /* Keys: from the seed (reproducible) or from the operating system (on
+     * rank 0; the others get them by broadcast). */
     t->seeded = cfg->seeded;
     if (cfg->seeded) {
         dp_key_from_seed(cfg->seed, "sample", &t->key_sample);
         dp_key_from_seed(cfg->seed, "noise", &t->key_noise);
         t->init_seed = cfg->seed;
-    } else {
+    } else if (t->rank == 0) {
         dp_key init;
-        if ((st = dp_key_from_os(&t->key_sample)) != DP_OK) goto fail;
-        if ((st = dp_key_from_os(&t->key_noise)) != DP_OK) goto fail;
-        if ((st = dp_key_from_os(&init)) != DP_OK) goto fail;
+        DP_TRY(dp_key_from_os(&t->key_sample));
+        DP_TRY(dp_key_from_os(&t->key_noise));
+        DP_TRY(dp_key_from_os(&init));
         memcpy(&t->init_seed, init.bytes, sizeof t->init_seed);
     }
-    dp_mlp_init(t->mlp, t->init_seed);
 
     if (cfg->private_) {
-        st = add_prior_entries(t->ledger, dp_dataset_meta_json(ds));
-        if (st != DP_OK) goto fail;
+        DP_TRY(add_prior_entries(t->ledger, dp_dataset_meta_json(ds)));
         t->plan.n_prior = dp_ledger_count(t->ledger);
-        if ((st = dp_ledger_epsilon(t->ledger, &t->plan.prior_epsilon)) != DP_OK) goto fail;
+        DP_TRY(dp_ledger_epsilon(t->ledger, &t->plan.prior_epsilon));
+    }
+    if (noisy(t) && t->rank == 0) {
         double sigma = cfg->noise_multiplier;
         if (sigma == 0) {
             /* Calibrate sigma so that the planned steps, composed with the
@@ -423,36 +550,97 @@ DP_API dp_status dp_trainer_create(const dp_dataset *ds, const dp_train_config *
             if (np > 64) np = 64;
             for (size_t i = 0; i < np; i++) {
                 const char *what;
-                if ((st = dp_ledger_entry(t->ledger, i, &what, &prior[i])) != DP_OK) goto fail;
+                DP_TRY(dp_ledger_entry(t->ledger, i, &what, &prior[i]));
             }
-            st = dp_account_sigma(cfg->accountant, prior, np, t->plan.sample_rate, t->plan.steps,
-                                  cfg->target_epsilon, cfg->target_delta, &sigma);
-            if (st != DP_OK) {
-                dp_error_prefix(st, "calibrating the noise multiplier for epsilon %g",
-                                cfg->target_epsilon);
-                goto fail;
-            }
+            dp_status st =
+                dp_account_sigma(cfg->accountant, prior, np, t->plan.sample_rate, t->plan.steps,
+                                 cfg->target_epsilon, cfg->target_delta, &sigma);
+            if (st != DP_OK)
+                return dp_error_prefix(st, "calibrating the noise multiplier for epsilon %g",
+                                       cfg->target_epsilon);
         }
         t->plan.noise_multiplier = sigma;
-        t->plan.noise_std = sigma * t->plan.sensitivity;
         if (cfg->target_epsilon > 0) {
-            st = budget_steps(t->ledger, &t->plan, 0, cfg->target_epsilon, &t->plan.budget_steps);
-            if (st != DP_OK) goto fail;
-            if (t->plan.budget_steps == 0) {
-                st = dp_error(DP_E_PRIVACY,
-                              "trainer: not one step fits in epsilon %g at delta %g with noise "
-                              "multiplier %g (earlier entries spent %g)",
-                              cfg->target_epsilon, cfg->target_delta, sigma, t->plan.prior_epsilon);
-                goto fail;
-            }
+            DP_TRY(
+                budget_steps(t->ledger, &t->plan, 0, cfg->target_epsilon, &t->plan.budget_steps));
+            if (t->plan.budget_steps == 0)
+                return dp_error(DP_E_PRIVACY,
+                                "trainer: not one step fits in epsilon %g at delta %g with noise "
+                                "multiplier %g (earlier entries spent %g)",
+                                cfg->target_epsilon, cfg->target_delta, sigma,
+                                t->plan.prior_epsilon);
         }
     }
-    if ((st = start(t)) != DP_OK) goto fail;
+    return DP_OK;
+}
+
+/* Rank 0's keys, initial seed and calibrated plan to every rank (R > 1). */
+static dp_status share_rank0(dp_trainer *t) {
+    if (t->R <= 1) return DP_OK;
+    struct {
+        dp_key sample, noise;
+        uint64_t init_seed, budget_steps;
+        double sigma;
+    } m;
+    memset(&m, 0, sizeof m);
+    m.sample = t->key_sample;
+    m.noise = t->key_noise;
+    m.init_seed = t->init_seed;
+    m.budget_steps = t->plan.budget_steps;
+    m.sigma = t->plan.noise_multiplier;
+    dp_status st = dp_comm_bcast(t->comm, &m, sizeof m, 0);
+    if (st == DP_OK) {
+        t->key_sample = m.sample;
+        t->key_noise = m.noise;
+        t->init_seed = m.init_seed;
+        t->plan.budget_steps = m.budget_steps;
+        t->plan.noise_multiplier = m.sigma;
+    }
+    sodium_memzero(&m, sizeof m);
+    return st;
+}
+
+/* Shares mode: the key of this rank's share. Seeded: the run's noise key
+ * (stream rank + 1 keeps the shares independent). Unseeded: a key of this
+ * rank's own, never sent or saved, so no other rank (and no checkpoint) can
+ * reproduce this rank's share. */
+static dp_status share_key(dp_trainer *t) {
+    if (t->R <= 1 || t->cfg.noise_mode != DP_NOISE_SHARES || !noisy(t)) return DP_OK;
+    if (t->seeded) {
+        t->key_share = t->key_noise;
+        return DP_OK;
+    }
+    return dp_key_from_os(&t->key_share);
+}
+
+DP_API dp_status dp_trainer_create_dist(const dp_dataset *ds, const dp_train_config *cfg,
+                                        dp_comm *comm, dp_trainer **out) {
+    *out = NULL;
+    dp_trainer *t = NULL;
+    dp_status st = agree(comm, create_local(ds, cfg, comm, &t));
+    if (st == DP_OK) st = agree(comm, share_rank0(t));
+    if (st == DP_OK) {
+        t->plan.noise_std = t->plan.noise_multiplier * t->plan.sensitivity;
+        dp_mlp_init(t->mlp, t->init_seed);
+        st = share_key(t);
+        if (st == DP_OK) st = start(t);
+        st = agree(comm, st);
+    }
+    if (st != DP_OK) {
+        dp_trainer_destroy(t);
+        return st;
+    }
     *out = t;
     return DP_OK;
-fail:
-    dp_trainer_destroy(t);
-    return st;
+}
+
+DP_API dp_status dp_trainer_create(const dp_dataset *ds, const dp_train_config *cfg,
+                                   dp_trainer **out) {
+    return dp_trainer_create_dist(ds, cfg, NULL, out);
+}
+
+DP_API int dp_trainer_failed_together(const dp_trainer *t) {
+    return t ? t->failed_together : 1;
 }
 
 DP_API void dp_trainer_destroy(dp_trainer *t) {
@@ -469,26 +657,27 @@ DP_API void dp_trainer_destroy(dp_trainer *t) {
         dp_free(t->pump.buf[i]);
     sodium_memzero(&t->key_sample, sizeof t->key_sample);
     sodium_memzero(&t->key_noise, sizeof t->key_noise);
+    sodium_memzero(&t->key_share, sizeof t->key_share);
     dp_free(t);
 }
 
 /* ---------------------------------------------------------------- step */
 
 /* The one place where the summed clipped gradient of this process becomes
- * the noisy sum over all examples: on one process, add the noise. (With
- * several ranks: reduce-scatter, the owner of each chunk adds its noise,
- * allgather.) */
+ * the noisy sum over all examples, on one process: add the noise. (Several
+ * ranks: step_dist.) */
 static dp_status combine_and_noise(dp_trainer *t, float *g) {
-    if (!t->cfg.private_) return DP_OK;
+    if (!noisy(t)) return DP_OK;
     return pump_add(&t->pump, t->step, g);
 }
 
-static dp_status step_once(dp_trainer *t, dp_step_info *info) {
+/* Refuse a step past the plan or the budget (the same on every rank). */
+static dp_status step_allowed(dp_trainer *t) {
     const dp_train_plan *p = &t->plan;
     if (t->step >= p->steps)
         return dp_error(DP_E_RANGE, "trainer: all %llu planned steps are done",
                         (unsigned long long)p->steps);
-    if (t->cfg.private_ && t->step >= p->budget_steps) {
+    if (noisy(t) && t->step >= p->budget_steps) {
         double eps = NAN;
         dp_privacy_event ev = {p->sample_rate, p->noise_multiplier, 1};
         dp_ledger_epsilon_if(t->ledger, ev, &eps);
@@ -496,22 +685,17 @@ static dp_status step_once(dp_trainer *t, dp_step_info *info) {
                         "trainer: step %llu would spend epsilon %.6g, above the target %g",
                         (unsigned long long)t->step + 1, eps, t->cfg.target_epsilon);
     }
-    double t0 = now();
-    size_t count = 0;
-    DP_TRY(dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin, t->end,
-                             t->idx, t->cap, &count));
-    double t1 = now();
-    t->tm.sample += t1 - t0;
+    return DP_OK;
+}
 
-    const size_t d = t->d, P = t->n_params;
+/* This rank's rows of S_t gathered in chunks and their clipped gradient
+ * summed into g; with `done`, layer callbacks on the last chunk. */
+static dp_status local_grad(dp_trainer *t, size_t count, float *g, dp_grad_stats *gs,
+                            double *t_gather, dp_layer_done_fn done) {
+    const size_t d = t->d;
     const float *X = dp_dataset_X(t->ds);
     const int32_t *y = dp_dataset_y(t->ds);
     const float *cw = t->cfg.n_class_weight ? t->cfg.class_weight : NULL;
-    float *restrict g = t->grad;
-    memset(g, 0, P * sizeof(float));
-    dp_grad_stats gs;
-    memset(&gs, 0, sizeof gs);
-    double t_gather = 0;
     for (size_t c = 0; c < count; c += t->chunk) {
         double tg = now();
         size_t m = DP_MIN(t->chunk, count - c);
@@ -520,59 +704,225 @@ static dp_status step_once(dp_trainer *t, dp_step_info *info) {
             memcpy(t->xbuf + r * d, X + row * d, d * sizeof(float));
             t->ybuf[r] = y[row];
         }
-        t_gather += now() - tg;
-        DP_TRY(dp_mlp_clipped_grad(t->mlp, t->xbuf, t->ybuf, m, &t->clip, cw, g, &gs));
+        *t_gather += now() - tg;
+        if (done && c + m == count)
+            DP_TRY(dp_mlp_clipped_grad_layers(t->mlp, t->xbuf, t->ybuf, m, &t->clip, cw, g, gs,
+                                              done, t));
+        else
+            DP_TRY(dp_mlp_clipped_grad(t->mlp, t->xbuf, t->ybuf, m, &t->clip, cw, g, gs));
     }
-    double t2 = now();
-    DP_TRY(combine_and_noise(t, g));
-    double t3 = now();
+    return DP_OK;
+}
 
+/* Division by the expected batch size, optimizer, ledger tick, timings and
+ * the step's info: the same on one process and on every rank. */
+static dp_status finish_step(dp_trainer *t, float *g, size_t batch, double loss_sum,
+                             size_t n_clipped, const dp_grad_stats *gs, double t0, double t_sample,
+                             double t_gather, double t_noise, double t_comm, size_t local_count,
+                             dp_step_info *info) {
+    const dp_train_plan *p = &t->plan;
+    const size_t P = t->n_params;
     /* Divide by the expected batch size qN (public), never by |S_t|: the
      * realised size depends on the data's membership and is not private. */
     float scale;
     if (t->cfg.private_)
         scale = (float)(1.0 / p->expected_batch);
     else
-        scale = count ? (float)(1.0 / (double)count) : 0.0f;
+        scale = batch ? (float)(1.0 / (double)batch) : 0.0f;
     for (size_t i = 0; i < P; i++)
         g[i] *= scale;
     uint64_t total = DP_MIN(p->steps, p->budget_steps);
     optim_step(&t->opt, dp_mlp_params(t->mlp), g,
                lr_at(t->cfg.lr_schedule, t->cfg.lr, t->step, total));
-    if (t->cfg.private_) {
+    if (noisy(t)) {
         dp_privacy_event ev = {p->sample_rate, p->noise_multiplier, 1};
         DP_TRY(dp_ledger_add(t->ledger, LEDGER_WHAT, ev));
     }
     t->step++;
     double t4 = now();
 
+    t->tm.sample += t_sample;
     t->tm.gather += t_gather;
-    t->tm.forward += gs.t_forward;
-    t->tm.backward += gs.t_backward;
-    t->tm.norms += gs.t_norms;
-    t->tm.wgrad += gs.t_wgrad;
-    t->tm.noise += t3 - t2;
-    t->tm.optimizer += t4 - t3;
+    t->tm.forward += gs->t_forward;
+    t->tm.backward += gs->t_backward;
+    t->tm.norms += gs->t_norms;
+    t->tm.wgrad += gs->t_wgrad;
+    t->tm.noise += t_noise;
+    t->tm.comm += t_comm;
     t->tm.total += t4 - t0;
     t->tm.steps++;
-    t->tm.examples += count;
+    t->tm.examples += local_count;
     if (info) {
         info->step = t->step;
         info->steps = total;
         info->steps_per_epoch = p->steps_per_epoch;
         info->epoch = (t->step - 1) / p->steps_per_epoch;
         info->step_in_epoch = (t->step - 1) % p->steps_per_epoch + 1;
-        info->batch = count;
-        info->loss = count ? gs.loss_sum / (double)count : NAN;
-        info->n_clipped = gs.n_clipped;
+        info->batch = batch;
+        info->loss = batch ? loss_sum / (double)batch : NAN;
+        info->n_clipped = n_clipped;
         info->seconds = t4 - t0;
     }
     return DP_OK;
 }
 
+static dp_status step_once(dp_trainer *t, dp_step_info *info) {
+    const dp_train_plan *p = &t->plan;
+    DP_TRY(step_allowed(t));
+    double t0 = now();
+    size_t count = 0;
+    DP_TRY(dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin, t->end,
+                             t->idx, t->cap, &count));
+    double t1 = now();
+    float *restrict g = t->grad;
+    memset(g, 0, t->n_params * sizeof(float));
+    dp_grad_stats gs;
+    memset(&gs, 0, sizeof gs);
+    double t_gather = 0;
+    DP_TRY(local_grad(t, count, g, &gs, &t_gather, NULL));
+    double t2 = now();
+    DP_TRY(combine_and_noise(t, g));
+    double t3 = now();
+    return finish_step(t, g, count, gs.loss_sum, gs.n_clipped, &gs, t0, t1 - t0, t_gather, t3 - t2,
+                       0, count, info);
+}
+
+/* ---------------------------------------------------------------- step, R > 1 */
+
+/* --overlap: layer l's weight gradient is final: add this rank's noise share
+ * to it (shares mode) and start its allreduce. Every rank starts the same
+ * requests in the same order (layers 0..L-1, then the extras), also a rank
+ * whose step failed (it sends zeros and raises the failure flag). */
+static void overlap_layer_done(int l, void *ud) {
+    dp_trainer *t = ud;
+    if (t->ov_issued & (1u << l)) return;
+    t->ov_issued |= 1u << l;
+    size_t w_off, b_off, n_out, n_in;
+    dp_mlp_layer(t->mlp, l, &w_off, &b_off, &n_out, &n_in);
+    size_t n = b_off + n_out - w_off;
+    float *slice = t->grad + w_off;
+    if (t->ov_share) add_to(slice, t->ov_share + w_off, n);
+    dp_status st = dp_comm_iallreduce(t->comm, slice, n, t->cfg.allreduce, &t->ov_req[l]);
+    if (st != DP_OK && t->ov_err == DP_OK) t->ov_err = st;
+}
+
+/* The sum over ranks of [g | extras] with the noise of `noise` added where
+ * this rank adds it (noise may be NULL when this rank failed before getting
+ * it: it still takes part in the same collectives). Fused form. */
+static dp_status dist_combine(dp_trainer *t, float *g, const float *noise) {
+    const size_t P = t->n_params;
+    const dp_allreduce_algo algo = t->cfg.allreduce;
+    if (!noisy(t)) return dp_comm_allreduce(t->comm, g, t->nbuf, algo);
+    if (t->cfg.noise_mode == DP_NOISE_SHARES) {
+        if (noise) add_to(g, noise, P);
+        return dp_comm_allreduce(t->comm, g, t->nbuf, algo);
+    }
+    size_t cb, ce;
+    DP_TRY(dp_comm_reduce_scatter(t->comm, g, t->nbuf, algo, &cb, &ce));
+    ce = DP_MIN(ce, P);
+    cb = DP_MIN(cb, ce);
+    if (cb != t->pump.offset || ce - cb != t->pump.n)
+        return dp_error(DP_E_INTERNAL,
+                        "rank %d: reduce-scatter chunk [%zu, %zu) is not the noise range "
+                        "[%zu, +%zu)",
+                        t->rank, cb, ce, t->pump.offset, t->pump.n);
+    if (noise) add_to(g + cb, noise, ce - cb);
+    return dp_comm_allgather_chunks(t->comm, g, t->nbuf, algo);
+}
+
+/* The same with --overlap: the layers' requests were started during the
+ * gradient; the extras go last; owner noise is added after the sum by every
+ * rank (the whole vector, identical everywhere). */
+static dp_status dist_combine_overlap(dp_trainer *t, float *g, const float *noise) {
+    const size_t P = t->n_params;
+    const int L = dp_mlp_nlayers(t->mlp);
+    for (int l = 0; l < L; l++)
+        overlap_layer_done(l, t); /* those not started yet (a failed or empty step) */
+    dp_status st = t->ov_err;
+    if (st == DP_OK)
+        st = dp_comm_iallreduce(t->comm, g + P, N_EXTRA, t->cfg.allreduce, &t->ov_req[L]);
+    if (st == DP_OK) st = dp_comm_wait_all(t->comm);
+    if (st == DP_OK && noise && noisy(t) && t->cfg.noise_mode == DP_NOISE_OWNER)
+        add_to(g, noise, P);
+    return st;
+}
+
+static dp_status ranks_same(dp_trainer *t) {
+    int same = 0;
+    dp_status st = dp_comm_check_same(t->comm, dp_mlp_params(t->mlp), t->n_params, &same);
+    if (st != DP_OK) {
+        t->failed_together = 0;
+        return st;
+    }
+    if (!same)
+        return dp_error(DP_E_INTERNAL,
+                        "step %llu: the parameters differ between the ranks (checksum mismatch; "
+                        "they last agreed after step %llu): the replicas diverged",
+                        (unsigned long long)t->step, (unsigned long long)t->last_check);
+    t->last_check = t->step;
+    return DP_OK;
+}
+
+/* One data-parallel step (R > 1); see the top of the file. A local failure
+ * (sampling, gradient, noise) does not return early: the rank takes part in
+ * the step's collectives with a raised flag, and then every rank returns the
+ * agreed status. Only a failure of the communication itself is this rank's
+ * alone (failed_together = 0). */
+static dp_status step_dist(dp_trainer *t, dp_step_info *info) {
+    const dp_train_plan *p = &t->plan;
+    const size_t P = t->n_params;
+    t->failed_together = 1;
+    DP_TRY(step_allowed(t));
+    double t0 = now();
+    size_t count = 0;
+    dp_status ls = dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin,
+                                     t->end, t->idx, t->cap, &count);
+    if (ls != DP_OK) count = 0;
+    double t1 = now();
+    float *restrict g = t->grad;
+    memset(g, 0, t->nbuf * sizeof(float));
+    const float *noise = NULL;
+    double t_noise = 0;
+    if (ls == DP_OK && noisy(t)) {
+        ls = pump_get(&t->pump, t->step, &noise);
+        t_noise = now() - t1;
+    }
+    dp_grad_stats gs;
+    memset(&gs, 0, sizeof gs);
+    double t_gather = 0;
+    t->ov_issued = 0;
+    t->ov_err = DP_OK;
+    t->ov_share = t->cfg.noise_mode == DP_NOISE_SHARES ? noise : NULL;
+    if (ls == DP_OK)
+        ls = local_grad(t, count, g, &gs, &t_gather, t->cfg.overlap ? overlap_layer_done : NULL);
+    g[P] = ls != DP_OK ? 1.0f : 0.0f;
+    g[P + 1] = (float)count; /* exact below 2^24 rows per step */
+    g[P + 2] = (float)gs.loss_sum;
+    g[P + 3] = (float)gs.n_clipped;
+    double t2 = now();
+    dp_status cs = t->cfg.overlap ? dist_combine_overlap(t, g, noise) : dist_combine(t, g, noise);
+    if (noise) pump_release(&t->pump, t->step);
+    double t3 = now();
+    if (cs != DP_OK) {
+        t->failed_together = 0;
+        return cs;
+    }
+    if (g[P] != 0.0f) return agree(t->comm, ls);
+    DP_TRY(finish_step(t, g, (size_t)g[P + 1], (double)g[P + 2], (size_t)g[P + 3], &gs, t0, t1 - t0,
+                       t_gather, t_noise, t3 - t2, count, info));
+    uint64_t total = DP_MIN(p->steps, p->budget_steps);
+    if ((t->cfg.check_every && t->step % t->cfg.check_every == 0) || t->step == total)
+        DP_TRY(ranks_same(t));
+    return DP_OK;
+}
+
+static dp_status step_any(dp_trainer *t, dp_step_info *info) {
+    return t->R > 1 ? step_dist(t, info) : step_once(t, info);
+}
+
 DP_API dp_status dp_trainer_step(dp_trainer *t, dp_step_info *info) {
     dp_step_info tmp;
-    return step_once(t, info ? info : &tmp);
+    return step_any(t, info ? info : &tmp);
 }
 
 DP_API dp_status dp_trainer_run(dp_trainer *t, dp_train_callback cb, void *ud) {
@@ -582,12 +932,12 @@ DP_API dp_status dp_trainer_run(dp_trainer *t, dp_train_callback cb, void *ud) {
             t->stop = DP_STOP_DONE;
             break;
         }
-        if (t->cfg.private_ && t->step >= t->plan.budget_steps) {
+        if (noisy(t) && t->step >= t->plan.budget_steps) {
             t->stop = DP_STOP_BUDGET;
             break;
         }
         dp_step_info info;
-        DP_TRY(step_once(t, &info));
+        DP_TRY(step_any(t, &info));
         if (cb && cb(t, &info, ud)) {
             t->stop = DP_STOP_CALLBACK;
             break;
@@ -622,7 +972,7 @@ DP_API void dp_trainer_timings(const dp_trainer *t, dp_train_timings *out) {
 }
 
 DP_API dp_status dp_trainer_epsilon(const dp_trainer *t, double *eps) {
-    if (!t->cfg.private_) {
+    if (!noisy(t)) {
         *eps = INFINITY;
         return DP_OK;
     }
@@ -676,6 +1026,11 @@ static cJSON *config_json(const dp_train_config *c) {
         cJSON_AddNullToObject(o, "seed");
     }
     cJSON_AddBoolToObject(o, "noise_ahead", c->noise_ahead);
+    cJSON_AddStringToObject(o, "allreduce", dp_allreduce_name(c->allreduce));
+    cJSON_AddStringToObject(o, "noise_mode", dp_noise_mode_name(c->noise_mode));
+    cJSON_AddBoolToObject(o, "overlap", c->overlap);
+    cJSON_AddNumberToObject(o, "check_every", (double)c->check_every);
+    cJSON_AddBoolToObject(o, "zero_noise", c->zero_noise);
     return o;
 }
 
@@ -768,6 +1123,26 @@ static dp_status config_from(const cJSON *o, dp_train_config *c) {
     if (c->seeded) c->seed = strtoull(s->valuestring, NULL, 10);
     b = cJSON_GetObjectItemCaseSensitive(o, "noise_ahead");
     c->noise_ahead = cJSON_IsBool(b) ? cJSON_IsTrue(b) : 1;
+    /* the data-parallel settings are optional (checkpoints of one process
+     * written before they existed) */
+    s = cJSON_GetObjectItemCaseSensitive(o, "allreduce");
+    if (s)
+        NEED(cJSON_IsString(s) && dp_allreduce_parse(s->valuestring, &c->allreduce) == DP_OK,
+             "allreduce");
+    s = cJSON_GetObjectItemCaseSensitive(o, "noise_mode");
+    if (s)
+        NEED(cJSON_IsString(s) && dp_noise_mode_parse(s->valuestring, &c->noise_mode) == DP_OK,
+             "noise_mode");
+    b = cJSON_GetObjectItemCaseSensitive(o, "overlap");
+    if (b) NEED(cJSON_IsBool(b), "overlap");
+    c->overlap = cJSON_IsTrue(b);
+    if (cJSON_GetObjectItemCaseSensitive(o, "check_every")) {
+        NEED(num(o, "check_every", &v) && v >= 0, "check_every");
+        c->check_every = (uint64_t)v;
+    }
+    b = cJSON_GetObjectItemCaseSensitive(o, "zero_noise");
+    if (b) NEED(cJSON_IsBool(b), "zero_noise");
+    c->zero_noise = cJSON_IsTrue(b);
 #undef NEED
     return DP_OK;
 }
@@ -806,6 +1181,8 @@ DP_API dp_status dp_trainer_save(const dp_trainer *t, const char *path) {
     cJSON_AddNumberToObject(p, "n_prior", (double)t->plan.n_prior);
     cJSON_AddNumberToObject(o, "step", (double)t->step);
     cJSON_AddNumberToObject(o, "optimizer_t", (double)t->opt.t);
+    /* for information only: a checkpoint resumes on any number of ranks */
+    cJSON_AddNumberToObject(o, "world_size", t->R);
     cJSON_AddBoolToObject(o, "seeded", t->seeded);
     hex(t->key_sample.bytes, 32, buf);
     cJSON_AddStringToObject(o, "key_sample", buf);
@@ -841,7 +1218,9 @@ static int get_key(const cJSON *o, const char *name, dp_key *k) {
            sodium_hex2bin(k->bytes, 32, s->valuestring, 64, NULL, &n, NULL) == 0 && n == 32;
 }
 
-DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_trainer **out) {
+/* What each rank does alone to resume: read and check the checkpoint, build. */
+static dp_status resume_local(const dp_dataset *ds, const char *path, dp_comm *comm,
+                              dp_trainer **out) {
     *out = NULL;
     if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "trainer: libsodium failed to start");
     dp_checkpoint ck;
@@ -876,6 +1255,7 @@ DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_tr
         st = dp_error(DP_E_NOMEM, "%s: out of memory", path);
         goto fail;
     }
+    attach(t, comm);
     if ((st = config_from(cJSON_GetObjectItemCaseSensitive(o, "config"), &t->cfg)) != DP_OK) {
         dp_error_prefix(st, "%s", path);
         goto fail;
@@ -928,7 +1308,6 @@ DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_tr
             goto fail;
         }
     }
-    if ((st = start(t)) != DP_OK) goto fail;
     cJSON_Delete(o);
     dp_checkpoint_free(&ck);
     *out = t;
@@ -939,4 +1318,43 @@ fail:
     dp_checkpoint_free(&ck);
     dp_trainer_destroy(t);
     return st;
+}
+
+/* Every rank reads the checkpoint (on a shared file system, as the dataset):
+ * it holds everything that is the same on all ranks (keys, step, parameters,
+ * optimizer state, ledger) and nothing that depends on R, so it resumes on
+ * any number of ranks. The ranks then compare a checksum of what they read. */
+DP_API dp_status dp_trainer_resume_dist(const dp_dataset *ds, const char *path, dp_comm *comm,
+                                        dp_trainer **out) {
+    *out = NULL;
+    dp_trainer *t = NULL;
+    dp_status st = agree(comm, resume_local(ds, path, comm, &t));
+    if (st == DP_OK && t->R > 1) {
+        st = ranks_same(t);
+        if (st == DP_OK) {
+            /* the optimizer state must match too: one more checksum */
+            int same = 0;
+            st = dp_comm_check_same(comm, t->opt.state, optim_state_len(&t->opt), &same);
+            if (st == DP_OK && !same)
+                st = dp_error(DP_E_FORMAT, "%s: the ranks read different checkpoints", path);
+        } else if (st == DP_E_INTERNAL) {
+            st = dp_error(DP_E_FORMAT, "%s: the ranks read different checkpoints", path);
+        }
+    }
+    if (st == DP_OK) {
+        st = share_key(t);
+        if (st == DP_OK) st = start(t);
+        st = agree(comm, st);
+    }
+    if (st != DP_OK) {
+        dp_trainer_destroy(t);
+        return st;
+    }
+    t->last_check = t->step;
+    *out = t;
+    return DP_OK;
+}
+
+DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_trainer **out) {
+    return dp_trainer_resume_dist(ds, path, NULL, out);
 }
