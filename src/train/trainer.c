@@ -722,6 +722,7 @@ static dp_status finish_step(dp_trainer *t, float *g, size_t batch, double loss_
                              dp_step_info *info) {
     const dp_train_plan *p = &t->plan;
     const size_t P = t->n_params;
+    const double t3 = now();
     /* Divide by the expected batch size qN (public), never by |S_t|: the
      * realised size depends on the data's membership and is not private. */
     float scale;
@@ -749,6 +750,7 @@ static dp_status finish_step(dp_trainer *t, float *g, size_t batch, double loss_
     t->tm.wgrad += gs->t_wgrad;
     t->tm.noise += t_noise;
     t->tm.comm += t_comm;
+    t->tm.optimizer += t4 - t3;
     t->tm.total += t4 - t0;
     t->tm.steps++;
     t->tm.examples += local_count;
