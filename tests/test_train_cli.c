@@ -267,7 +267,34 @@ Test(train_cli, usage_errors_and_missing_backends_are_one_line) {
             run);
     refused("batch too big", "sample rate", "train '%s' -o '%s' --no-dp --batch-size 5000", ds,
             run);
+    refused("noise mode", "--noise-mode",
+            "train '%s' -o '%s' --noise-multiplier 1 --noise-mode all", ds, run);
+    refused("zero noise with a budget", "--target-epsilon",
+            "train '%s' -o '%s' --noise-multiplier 0 --target-epsilon 1", ds, run);
+    refused("check-every", "check-every", "train '%s' -o '%s' --no-dp --check-every -1", ds, run);
     cr_assert(!tu_exists(run), "a failed run leaves no directory behind");
+    free(run);
+}
+
+Test(train_cli, noise_multiplier_zero_trains_clipped_and_is_reported_not_private) {
+    char *run = in(tmp, "zero"), *err = NULL;
+    cr_assert_eq(tu_run(NULL, &err,
+                        "train '%s' -o '%s' --noise-multiplier 0 --steps 5 --batch-size 50 "
+                        "--quiet --seed 4 --noise-mode shares --allreduce ring --check-every 2",
+                        ds, run),
+                 0, "%s", err);
+    cr_assert(strstr(err, "NOT private"), "%s", err);
+    free(err);
+    cJSON *o = read_json(run, "privacy.json");
+    cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "private")));
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "epsilon")));
+    cr_assert_float_eq(cJSON_GetObjectItemCaseSensitive(o, "max_grad_norm")->valuedouble, 1.0, 0,
+                       "still clipped");
+    char *np = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "not_private"));
+    cr_assert(strstr(np, "--noise-multiplier 0"), "%s", np);
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "distributed"), "one process");
+    free(np);
+    cJSON_Delete(o);
     free(run);
 }
 
