@@ -25,6 +25,11 @@ test-asan: setup
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 1
 
+# MPI ranks on four emulated hosts (network namespaces, 1 Gbit/s links):
+# tests/hosts/run.sh. Root only; not part of `make test` (CI's default path).
+test-hosts: all
+	@sh tests/hosts/run.sh $(BUILD)
+
 demo: all
 	@sh scripts/demo.sh $(BUILD)/dpsgd
 

@@ -1,0 +1,28 @@
+#!/bin/sh
+# netns_mpirun.sh: mpirun across the hosts of scripts/netns_up.sh, e.g.
+#   scripts/netns_mpirun.sh --host h1,h2,h3,h4 -np 4 build/dpsgd train ...
+#   scripts/netns_mpirun.sh --host h1:2,h2:2 -np 4 build/tests/check_allreduce
+# mpirun itself runs inside h1 (hostname h1, so h1 is its local node) and
+# starts the daemons of the other hosts through scripts/netns_agent.sh instead
+# of ssh. Ranks on one host talk over shared memory (vader), ranks on
+# different hosts over TCP on 10.99.0.0/24 only. Settings, all measured in
+# ../shared/probes/mpi/FINDINGS.md section 3:
+#  - mpi_yield_when_idle 1 is REQUIRED: every host shares this machine's two
+#    cores, and ranks that busy-poll starve the softirq work that carries
+#    packets across the veths and the bridge: each message then costs ~8 ms
+#    (two ticks at HZ=250) instead of ~40 us;
+#  - btl_tcp_links 2: two TCP connections per peer pair; with one, a
+#    sendrecv under a tbf limit gets half the rate in each direction;
+#  - pml ob1 without ucx: starts faster, and keeps UCX off these links;
+#  - --bind-to none: the hosts' "cores" are the same two cores.
+# Extra arguments go to mpirun after these, so they can add -x or --mca.
+here=$(cd "$(dirname "$0")" && pwd)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+ip netns list | cut -d' ' -f1 | grep -qx h1 ||
+    { echo "netns_mpirun: no host h1: start the cluster with scripts/netns_up.sh" >&2; exit 1; }
+exec ip netns exec h1 unshare --uts sh -c 'hostname h1; exec "$@"' sh \
+    mpirun --mca plm_rsh_agent "$here/netns_agent.sh" \
+    --mca pml ob1 --mca osc ^ucx --mca btl self,vader,tcp \
+    --mca btl_tcp_if_include 10.99.0.0/24 --mca oob_tcp_if_include 10.99.0.0/24 \
+    --mca mpi_yield_when_idle 1 --mca btl_tcp_links 2 --bind-to none \
+    "$@"
