@@ -15,14 +15,23 @@
 #    sendrecv under a tbf limit gets half the rate in each direction;
 #  - pml ob1 without ucx: starts faster, and keeps UCX off these links;
 #  - --bind-to none: the hosts' "cores" are the same two cores.
-# Extra arguments go to mpirun after these, so they can add -x or --mca.
+# The settings are given as OMPI_MCA_* variables unless already set, so that
+# they can be changed either way: OMPI_MCA_btl_tcp_links=1 in the environment,
+# or --mca btl_tcp_links 1 among the arguments (the command line wins; mpirun
+# refuses a parameter named twice on its command line). The environment
+# reaches every host: netns_agent.sh keeps it. Other arguments (-x, --host,
+# -np, the program) go to mpirun unchanged.
 here=$(cd "$(dirname "$0")" && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_plm_rsh_agent="$here/netns_agent.sh"
+export OMPI_MCA_pml="${OMPI_MCA_pml:-ob1}"
+export OMPI_MCA_osc="${OMPI_MCA_osc:-^ucx}"
+export OMPI_MCA_btl="${OMPI_MCA_btl:-self,vader,tcp}"
+export OMPI_MCA_btl_tcp_if_include="${OMPI_MCA_btl_tcp_if_include:-10.99.0.0/24}"
+export OMPI_MCA_oob_tcp_if_include="${OMPI_MCA_oob_tcp_if_include:-10.99.0.0/24}"
+export OMPI_MCA_mpi_yield_when_idle="${OMPI_MCA_mpi_yield_when_idle:-1}"
+export OMPI_MCA_btl_tcp_links="${OMPI_MCA_btl_tcp_links:-2}"
+export OMPI_MCA_hwloc_base_binding_policy="${OMPI_MCA_hwloc_base_binding_policy:-none}"
 ip netns list | cut -d' ' -f1 | grep -qx h1 ||
     { echo "netns_mpirun: no host h1: start the cluster with scripts/netns_up.sh" >&2; exit 1; }
-exec ip netns exec h1 unshare --uts sh -c 'hostname h1; exec "$@"' sh \
-    mpirun --mca plm_rsh_agent "$here/netns_agent.sh" \
-    --mca pml ob1 --mca osc ^ucx --mca btl self,vader,tcp \
-    --mca btl_tcp_if_include 10.99.0.0/24 --mca oob_tcp_if_include 10.99.0.0/24 \
-    --mca mpi_yield_when_idle 1 --mca btl_tcp_links 2 --bind-to none \
-    "$@"
+exec ip netns exec h1 unshare --uts sh -c 'hostname h1; exec "$@"' sh mpirun "$@"
