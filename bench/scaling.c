@@ -281,9 +281,10 @@ int main(int argc, char **argv) {
         }
     }
     if (rank == 0) {
-        double g[MAXREP], tt[2][MAXREP], cpu[2][MAXREP];
+        double g[MAXREP], tt[2][MAXREP], cpu[2][MAXREP], ratio[MAXREP];
         for (int r = 0; r < reps; r++) {
             g[r] = res[r].gemm;
+            ratio[r] = res[r].train[0] / res[r].gemm; /* paired: same repetition, same load */
             for (int v = 0; v < variants; v++)
                 tt[v][r] = res[r].train[v], cpu[v][r] = res[r].train_cpu[v];
         }
@@ -298,10 +299,11 @@ int main(int argc, char **argv) {
         if (json) {
             printf("{\"ranks\": %d, \"rows\": %zu, \"d\": %zu, \"batch\": %g, \"steps\": %llu, "
                    "\"allreduce\": \"%s\", \"noise_mode\": \"%s\", \"noise_thread\": %s, "
-                   "\"gemm_s\": %.6f, \"epoch_s\": %.6f, \"epoch_cpu_s\": %.6f",
+                   "\"gemm_s\": %.6f, \"epoch_s\": %.6f, \"epoch_cpu_s\": %.6f, "
+                   "\"epoch_over_gemm\": %.6f",
                    R, N, d, batch, (unsigned long long)spe, dp_allreduce_name(cfg.allreduce),
                    dp_noise_mode_name(cfg.noise_mode), inline_noise ? "false" : "true", gm, tm[0],
-                   median(cpu[0], reps));
+                   median(cpu[0], reps), median(ratio, reps));
             if (variants > 1) printf(", \"epoch_overlap_s\": %.6f", tm[1]);
             printf(", \"step_us\": {\"sample\": %.2f, \"gather\": %.2f, \"forward\": %.2f, "
                    "\"backward\": %.2f, \"norms\": %.2f, \"wgrad\": %.2f, \"noise\": %.2f, "
@@ -313,8 +315,8 @@ int main(int argc, char **argv) {
                    d, batch, (unsigned long long)spe, dp_allreduce_name(cfg.allreduce),
                    dp_noise_mode_name(cfg.noise_mode), inline_noise ? " (inline)" : "", reps);
             printf("  gemm alone   %8.3f s/epoch (median)\n", gm);
-            printf("  dp-sgd       %8.3f s/epoch (median), %.3f CPU-s of this rank\n", tm[0],
-                   median(cpu[0], reps));
+            printf("  dp-sgd       %8.3f s/epoch (median), %.3f CPU-s of this rank; %.3f x gemm\n",
+                   tm[0], median(cpu[0], reps), median(ratio, reps));
             if (variants > 1) printf("  dp-sgd overlap %6.3f s/epoch (median)\n", tm[1]);
             printf("  rank 0 per step (us): sample %.1f gather %.1f fwd %.1f bwd %.1f norms %.1f "
                    "wgrad %.1f noise %.1f comm %.1f optim %.1f total %.1f\n",
