@@ -3,7 +3,8 @@
 # issue 4 "Training") on a small dataset written by tests/mpi/make_dataset.py:
 #   1. with --noise-multiplier 0 and a seed, the models of R = 2, 3, 4 and
 #      every algorithm (fused and --overlap) equal the one-process model to
-#      1e-5 relative; with owner noise too (the same noise vector for any R);
+#      1e-5 relative; with owner noise too (the same noise vector for any R),
+#      and with --no-dp (division by the batch realised over all ranks);
 #   2. naive and ring (and tree) give the same bits run to run;
 #   3. the total noise per coordinate has variance sigma^2 C^2 for R = 1..4 in
 #      both noise modes (tests/mpi/noise_check.c, a chi-square test that also
@@ -69,6 +70,10 @@ train1 n1 --noise-multiplier 1.2 || fail "one process, noise"
 trainR 3 n3 --noise-multiplier 1.2 --allreduce tree || fail "np 3 noise"
 trainR 4 n4 --noise-multiplier 1.2 --allreduce naive --overlap || fail "np 4 noise overlap"
 same --rel 1e-5 n1 n3 n4
+# --no-dp divides by the realised batch: summed over the ranks
+train1 nd1 --no-dp || fail "one process, no-dp"
+trainR 3 nd3 --no-dp --allreduce tree || fail "np 3 no-dp"
+same --rel 1e-5 nd1 nd3
 
 echo "== 2. naive, ring and tree: the same bits run to run"
 for a in naive ring tree; do
