@@ -15,9 +15,13 @@ static void fill(float *a, size_t n, uint64_t *r, double scale) {
         a[i] = (float)(scale * tu_normal(r));
 }
 
+/* Parameters are O(1) float32 values (ulp ~1e-7) updated by steps of ~0.01-0.1,
+ * so a result that lands near zero carries an absolute rounding error of the
+ * operands' size: the tolerance is relative to max(|want|, 1), which still
+ * catches any wrong formula (an error of one update is >= 1e-3). */
 static void close_to(const float *got, const double *want, size_t n, double rel) {
     for (size_t i = 0; i < n; i++)
-        cr_assert(fabs(got[i] - want[i]) <= rel * (fabs(want[i]) + 1e-3),
+        cr_assert(fabs(got[i] - want[i]) <= rel * fmax(fabs(want[i]), 1.0),
                   "i=%zu got %.9g want %.9g", i, got[i], want[i]);
 }
 
