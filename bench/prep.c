@@ -128,6 +128,18 @@ static int job_prep(void *arg, double *pw) {
     return 0;
 }
 
+static long long synth_rows;
+static int job_synth(void *arg, double *pw) {
+    dp_synth_config sc;
+    dp_synth_config_default(&sc);
+    sc.rows = (uint64_t)synth_rows;
+    if (dp_synth_write((const char *)arg, &sc, NULL) != DP_OK) {
+        fprintf(stderr, "bench/prep: synth: %s\n", dp_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 static result best_of(int reps, job_fn job, void *arg) {
     result best = {0};
     for (int i = 0; i < reps; i++) {
@@ -165,17 +177,15 @@ int main(int argc, char **argv) {
         }
     }
     static char made[4096], out[4096];
+    synth_rows = rows;
     if (!input_path) {
         snprintf(made, sizeof made, "%s/dpsgd-bench-prep-%lld.csv", dir, rows);
         struct stat st;
-        if (stat(made, &st) != 0) {
-            dp_synth_config sc;
-            dp_synth_config_default(&sc);
-            sc.rows = (uint64_t)rows;
-            if (dp_synth_write(made, &sc, NULL) != DP_OK) {
-                fprintf(stderr, "bench/prep: synth: %s\n", dp_last_error());
-                return 1;
-            }
+        /* in a child: OpenMP threads in this process would not survive the
+         * forks that run the measurements */
+        if (stat(made, &st) != 0 && !in_child(job_synth, made).ok) {
+            fprintf(stderr, "bench/prep: could not write %s\n", made);
+            return 1;
         }
         input_path = made;
     }
