@@ -337,3 +337,20 @@ Test(prep_cli, uci_adult_through_the_cli_and_numpy_load) {
     if (WEXITSTATUS(rc) == 77) cr_skip_test("numpy is not installed for /usr/bin/python3");
     cr_assert_eq(rc, 0, "numpy.load check failed");
 }
+
+Test(prep_cli, malformed_quotes_drop_the_record_not_the_file) {
+    write_pums("q.csv", "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4\n"
+                        "P,\"2023HU0000002\"x,1,35,1,21,1,1,1,01,2,1,1,4\n"
+                        "P,2023HU0000003,1,3\"5,1,21,1,1,1,01,2,1,1,4\"\n"
+                        "P,\"2023HU0000004\",1,35,1,\"21\",1,1,1,01,2,1,1,4\n");
+    char *out = NULL;
+    int rc = tu_run(&out, NULL, "prep '%s' -o '%s' --json", P("q.csv"), P("ok"));
+    cr_assert_eq(rc, 0);
+    /* the stray quote of line 4 opens quoting and swallows its commas: by the
+     * toggle rule that line has 4 fields, and the field count is checked first */
+    cr_assert(strstr(out, "\"bad_quoting\":1") && strstr(out, "\"wrong_field_count\":1") &&
+                  strstr(out, "\"rows_kept\":2"),
+              "%s", out);
+    cr_assert(strstr(out, "q.csv:3:18: a quote inside a field"), "%s", out);
+    free(out);
+}
