@@ -80,7 +80,8 @@ static int job_read(void *arg, double *pw) {
     static char buf[1 << 20];
     ssize_t r;
     unsigned long sum = 0;
-    while ((r = read(fd, buf, sizeof buf)) > 0) sum += (unsigned char)buf[r - 1];
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        sum += (unsigned char)buf[r - 1];
     close(fd);
     return r < 0 || sum == 1; /* use sum so the loop is not removed */
 }
@@ -119,9 +120,9 @@ static int job_prep(void *arg, double *pw) {
         return 1;
     }
     cJSON *m = cJSON_Parse(dp_prep_result_meta(res));
-    cJSON *ph = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "report"),
-                                                       "seconds_by_phase"),
-                                    "read_parse_validate");
+    cJSON *ph = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(m, "report"), "seconds_by_phase"),
+        "read_parse_validate");
     *pw = cJSON_GetNumberValue(ph);
     cJSON_Delete(m);
     dp_prep_result_free(res);

@@ -72,18 +72,18 @@ static void expect_picture(const char *text, int trim, const char *want, int wan
 
 Test(csv, hand_worked_records) {
     expect_picture("a,b,c\n1,2,3\n", 0, "a|b|c\n1|2|3\n", 0);
-    expect_picture("a,b\r\n1,2\r\n", 0, "a|b\n1|2\n", 0);          /* CRLF */
-    expect_picture("a,b\n1,2", 0, "a|b\n1|2\n", 0);                 /* no final line end */
+    expect_picture("a,b\r\n1,2\r\n", 0, "a|b\n1|2\n", 0);             /* CRLF */
+    expect_picture("a,b\n1,2", 0, "a|b\n1|2\n", 0);                   /* no final line end */
     expect_picture("\"a,b\",\"c\"\"d\",e\r\n", 0, "a,b|c\"d|e\n", 0); /* RFC 4180 quoting */
     expect_picture("\"two\nlines\",x\ny,z\n", 0, "two\nlines|x\ny|z\n", 0);
     expect_picture(",,\n", 0, "||\n", 0);
     expect_picture("a,\n", 0, "a|\n", 0);
     expect_picture("a,", 0, "a|\n", 0);
-    expect_picture("\n\r\na\n\n", 0, "a\n", 0);                          /* blank lines skipped */
-    expect_picture(" a , \"b c\" ,c \n", 1, "a|b c|c\n", 0);            /* trim outside quotes */
-    expect_picture(" a , b\n", 0, " a | b\n", 0);                       /* no trim: kept */
+    expect_picture("\n\r\na\n\n", 0, "a\n", 0);              /* blank lines skipped */
+    expect_picture(" a , \"b c\" ,c \n", 1, "a|b c|c\n", 0); /* trim outside quotes */
+    expect_picture(" a , b\n", 0, " a | b\n", 0);            /* no trim: kept */
     expect_picture("39, State-gov, 77516\r\n", 1, "39|State-gov|77516\n", 0); /* UCI Adult */
-    expect_picture("\xEF\xBB\xBFx,y\n1,2\n", 0, "x|y\n1|2\n", 0);          /* BOM skipped */
+    expect_picture("\xEF\xBB\xBFx,y\n1,2\n", 0, "x|y\n1|2\n", 0);             /* BOM skipped */
     expect_picture("caf\xC3\xA9,\xE2\x82\xAC\n", 0, "caf\xC3\xA9|\xE2\x82\xAC\n", 0);
     expect_picture("a\rb,c\n", 0, "a\rb|c\n", 0); /* a lone CR is text */
     /* malformed quoting: read by the toggle rule and flagged */
@@ -119,8 +119,8 @@ Test(csv, fatal_errors_name_line_and_column) {
     expect_fatal("a,b\n1,\"open\n2,3\n", 16, 0, "2:3", "unterminated quoted field");
     expect_fatal("a,b\n1,2\n3,x\0y\n", 14, 0, "3:4", "NUL byte");
     expect_fatal("a,b\n1,caf\xE9\n", 11, 0, "2:6", "invalid UTF-8 byte 0xE9");
-    expect_fatal("a\n\xC0\x80\n", 5, 0, "2:1", "invalid UTF-8");     /* overlong NUL */
-    expect_fatal("a\nx\xED\xA0\x80\n", 7, 0, "2:2", "invalid UTF-8");  /* a surrogate */
+    expect_fatal("a\n\xC0\x80\n", 5, 0, "2:1", "invalid UTF-8");          /* overlong NUL */
+    expect_fatal("a\nx\xED\xA0\x80\n", 7, 0, "2:2", "invalid UTF-8");     /* a surrogate */
     expect_fatal("a\n\"x\ny\",caf\xE9\n", 13, 0, "3:7", "invalid UTF-8"); /* after a 2-line field */
     expect_fatal("a,b\n1,12345678901\n", 18, 10, "2:3", "field longer than 10 bytes");
 }
@@ -186,13 +186,15 @@ Test(csv, positions_count_lines_inside_quoted_fields) {
 
 /* ---- random tables, written with RFC 4180 quoting, read back ---- */
 
-static const char *pieces[] = {"a", "b", "7", ",", "\"", "\n", "\r\n", " ", "\xC3\xA9",
-                               "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\r", "xyz"};
+static const char *pieces[] = {
+    "a",  "b",  "7", ",", "\"", "\n", "\r\n", " ", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+    "\r", "xyz"};
 
 static char *random_field(uint64_t *rng) {
     size_t n = tu_next(rng) % 6;
     char *f = calloc(1, 64);
-    for (size_t i = 0; i < n; i++) strcat(f, pieces[tu_next(rng) % 13]);
+    for (size_t i = 0; i < n; i++)
+        strcat(f, pieces[tu_next(rng) % 13]);
     return f;
 }
 
@@ -222,8 +224,8 @@ Test(csv, random_quoted_tables_read_back_through_chunks_of_every_size) {
                     n += (size_t)sprintf(text + n, "%s", f);
                 }
             }
-            if (i < rows - 1 || tu_next(&rng) % 2) n += (size_t)sprintf(text + n, "%s",
-                                                                      tu_next(&rng) % 2 ? "\n" : "\r\n");
+            if (i < rows - 1 || tu_next(&rng) % 2)
+                n += (size_t)sprintf(text + n, "%s", tu_next(&rng) % 2 ? "\n" : "\r\n");
         }
         char *path = write_tmp("r.csv", text, n);
         size_t chunk = 1 + tu_next(&rng) % 97;
@@ -273,7 +275,8 @@ Test(csv, random_quoted_tables_read_back_through_chunks_of_every_size) {
         csv_chunk_free(&c);
         csv_chunker_free(&ck);
         dp_source_close(src);
-        for (int i = 0; i < rows * cols; i++) free(cell[i]);
+        for (int i = 0; i < rows * cols; i++)
+            free(cell[i]);
         free(cell);
         free(text);
         free(scratch);
@@ -290,7 +293,8 @@ Test(csv, fast_parser_equals_reference_on_random_byte_soup) {
     int32_t slot[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     for (int round = 0; round < 200000; round++) {
         size_t n = 1 + tu_next(&rng) % 40;
-        for (size_t i = 0; i < n; i++) buf[i] = soup_alphabet[tu_next(&rng) % (sizeof soup_alphabet - 1)];
+        for (size_t i = 0; i < n; i++)
+            buf[i] = soup_alphabet[tu_next(&rng) % (sizeof soup_alphabet - 1)];
         if (tu_next(&rng) % 50 == 0) buf[tu_next(&rng) % n] = '\0';
         csv_parser ps;
         dp_csv_options o;
@@ -334,7 +338,8 @@ Test(csv, record_ends_are_the_even_quote_parity_line_ends) {
     int32_t slot[1] = {-1};
     for (int round = 0; round < 100000; round++) {
         size_t n = 1 + tu_next(&rng) % 100;
-        for (size_t i = 0; i < n; i++) buf[i] = abc[tu_next(&rng) % (sizeof abc - 1)];
+        for (size_t i = 0; i < n; i++)
+            buf[i] = abc[tu_next(&rng) % (sizeof abc - 1)];
         csv_parser ps;
         csv_parser_init(&ps, NULL, slot, 1);
         char ends[121] = {0}, rule[121] = {0};
@@ -374,14 +379,16 @@ Test(csv, block_scanner_equals_reference_on_plain_records) {
     size_t scanned = 0;
     for (int round = 0; round < 100000; round++) {
         size_t n = 1 + tu_next(&rng) % (round % 10 ? 200 : 1100);
-        for (size_t i = 0; i < n; i++) buf[i] = plain[tu_next(&rng) % (sizeof plain - 1)];
+        for (size_t i = 0; i < n; i++)
+            buf[i] = plain[tu_next(&rng) % (sizeof plain - 1)];
         for (size_t i = 0; i < n; i++) /* line ends, mostly alone or after a CR */
             if (tu_next(&rng) % 97 == 0) buf[i] = '\n';
         if (tu_next(&rng) % 2) buf[n - 1] = '\n';
         if (n > 1 && tu_next(&rng) % 3 == 0) buf[n - 2] = '\r';
         size_t nslot = 1 + tu_next(&rng) % 300;
         int32_t k = 0;
-        for (size_t c = 0; c < nslot; c++) slot[c] = tu_next(&rng) % 3 == 0 ? k++ : -1;
+        for (size_t c = 0; c < nslot; c++)
+            slot[c] = tu_next(&rng) % 3 == 0 ? k++ : -1;
         dp_csv_options o;
         dp_csv_options_init(&o);
         o.trim = (int)(tu_next(&rng) % 2);
@@ -426,7 +433,8 @@ Test(csv, line_count_and_quote_parity_equal_naive_loops) {
     for (int round = 0; round < 20000; round++) {
         size_t n = tu_next(&rng) % sizeof buf, off = tu_next(&rng) % 8;
         if (off > n) off = n;
-        for (size_t i = 0; i < n; i++) buf[i] = "\n\"ab,"[tu_next(&rng) % 5];
+        for (size_t i = 0; i < n; i++)
+            buf[i] = "\n\"ab,"[tu_next(&rng) % 5];
         size_t lines = 0;
         int par = 0;
         for (size_t i = off; i < n; i++) {

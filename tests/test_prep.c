@@ -65,8 +65,10 @@ static dp_status run_prep(const spec *s, const char *input, const char *out, dp_
     c.threads = s->threads;
     c.chunk_bytes = s->chunk;
     c.dictionary = !s->no_dict;
-    while (c.n_ranges < 4 && s->range[c.n_ranges]) c.n_ranges++;
-    while (c.n_categories < 4 && s->categories[c.n_categories]) c.n_categories++;
+    while (c.n_ranges < 4 && s->range[c.n_ranges])
+        c.n_ranges++;
+    while (c.n_categories < 4 && s->categories[c.n_categories])
+        c.n_categories++;
     c.ranges = s->range;
     c.categories = s->categories;
     if (s->split) sscanf(s->split, "%lf,%lf,%lf", &c.split[0], &c.split[1], &c.split[2]);
@@ -95,15 +97,18 @@ static void check_against_reference(const spec *s, const char *input, const char
     arg(cmd, sizeof cmd, "na", s->na);
     arg(cmd, sizeof cmd, "categorical", s->categorical);
     arg(cmd, sizeof cmd, "split", s->split);
-    for (int i = 0; i < 4; i++) arg(cmd, sizeof cmd, "range", s->range[i]);
-    for (int i = 0; i < 4; i++) arg(cmd, sizeof cmd, "categories", s->categories[i]);
+    for (int i = 0; i < 4; i++)
+        arg(cmd, sizeof cmd, "range", s->range[i]);
+    for (int i = 0; i < 4; i++)
+        arg(cmd, sizeof cmd, "categories", s->categories[i]);
     if (s->no_dict) arg(cmd, sizeof cmd, "dictionary", "none");
     strncat(cmd, " 1>&2", sizeof cmd - strlen(cmd) - 1);
     int rc = system(cmd);
     if (rc != 0) { /* keep the input for a look after the test directory is gone */
         char keep[8300];
         snprintf(keep, sizeof keep, "cp '%s' /tmp/prep-ref-failure-%d.csv", input, (int)getpid());
-        if (system(keep) == 0) fprintf(stderr, "input kept as /tmp/prep-ref-failure-%d.csv\n", (int)getpid());
+        if (system(keep) == 0)
+            fprintf(stderr, "input kept as /tmp/prep-ref-failure-%d.csv\n", (int)getpid());
     }
     cr_assert_eq(rc, 0, "prep_ref.py disagrees with prep (see its lines above): %s", cmd);
 }
@@ -113,21 +118,21 @@ static const char *const hand_pums =
     "ESP,MIG,ANC,DEAR,DEYE,DREM\r\n"
     "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4,40,20,,1,1,2,2,2\r\n"
     "P,2023HU0000001,2,33,3,16,1,2,1,01,2,1,1,4,,21,,1,1,2,2,2\r\n"
-    "P,2023HU0000001,3,8,,04,5,1,1,01,2,1,1,,,25,1,1,1,2,2,2\n"              /* child: ESR blank */
-    "P,2023HU0000002,01,61,6,19,2,2,2,01,1,1,1,2,,20,,1,2,2,1,2\n"           /* not in labour force */
-    "P,2023HU0000003,1,,1,22,3,2,6,01,2,4,2,4,50,20,,3,1,2,2,2\n"            /* AGEP blank: missing */
-    "P,2023HU0000003,2,27,3,\"18\",5,1,6,1,2,5,2,4,20,22,,2,4,2,2,1\n"       /* quoted, HISP 1 */
-    "P,2023HU0000004,1,45,3,24,1,3,1,01,2,1,1,4,40,20,,1,1,2,2,2\n"          /* SEX 3: out of range */
-    "P,2023HU0000004,2,44,1,abc,1,2,1,01,2,1,1,4,40,21,,1,1,2,2,2\n"         /* SCHL: non-numeric */
-    "P,2023HU0000005,1,30,7,21,1,1,1,01,2,1,1,4,40,20,,1,1,2,2,2\n"          /* ESR 7: bad target */
-    "P,2023HU0000005,2,30,NA,21,1,1,1,01,2,1,1,4,40,21,,1,1,2,2,2\n"         /* NA label */
+    "P,2023HU0000001,3,8,,04,5,1,1,01,2,1,1,,,25,1,1,1,2,2,2\n"        /* child: ESR blank */
+    "P,2023HU0000002,01,61,6,19,2,2,2,01,1,1,1,2,,20,,1,2,2,1,2\n"     /* not in labour force */
+    "P,2023HU0000003,1,,1,22,3,2,6,01,2,4,2,4,50,20,,3,1,2,2,2\n"      /* AGEP blank: missing */
+    "P,2023HU0000003,2,27,3,\"18\",5,1,6,1,2,5,2,4,20,22,,2,4,2,2,1\n" /* quoted, HISP 1 */
+    "P,2023HU0000004,1,45,3,24,1,3,1,01,2,1,1,4,40,20,,1,1,2,2,2\n"    /* SEX 3: out of range */
+    "P,2023HU0000004,2,44,1,abc,1,2,1,01,2,1,1,4,40,21,,1,1,2,2,2\n"   /* SCHL: non-numeric */
+    "P,2023HU0000005,1,30,7,21,1,1,1,01,2,1,1,4,40,20,,1,1,2,2,2\n"    /* ESR 7: bad target */
+    "P,2023HU0000005,2,30,NA,21,1,1,1,01,2,1,1,4,40,21,,1,1,2,2,2\n"   /* NA label */
     "P,2023HU0000006,1,52,2,16,1,1,8,03,2,5,2,4,35,20,,1,3,1,2,2\n"
-    "P,2023HU0000006,1,52,2,16,1,1,8,03,2,5,2,4,35,20,,1,3,1,2,2\n"          /* duplicate */
-    "P,2023HU0000007,1,41,1,20\n"                                             /* ragged */
+    "P,2023HU0000006,1,52,2,16,1,1,8,03,2,5,2,4,35,20,,1,3,1,2,2\n" /* duplicate */
+    "P,2023HU0000007,1,41,1,20\n"                                   /* ragged */
     "\n"
     "P,2023GQ0000008,1,19,4,19,5,1,9,01,2,1,1,1,40,37,,3,1,2,2,2\n"
-    "P,2023HU0000009,,50,1,21,1,1,1,01,2,1,1,4,40,20,,1,1,2,2,2\n"           /* SPORDER blank */
-    "P,2023HU0000010,1,23,3,,5,2,2,01,2,1,1,NA,30,20,,1,1,2,2,2\n"           /* SCHL blank, MIL NA */
+    "P,2023HU0000009,,50,1,21,1,1,1,01,2,1,1,4,40,20,,1,1,2,2,2\n" /* SPORDER blank */
+    "P,2023HU0000010,1,23,3,,5,2,2,01,2,1,1,NA,30,20,,1,1,2,2,2\n" /* SCHL blank, MIL NA */
     "P,2023HU0000011,1,67,5,23,1,1,1,01,1,1,1,2,60,20,,1,1,2,1,2\n"
     "P,2023HU0000012,1,38,3,17,4,2,2,01,2,1,1,4,1,20,,1,1,2,2,2\n"
     "P,2023HU0000013,1,29,1,21,5,2,6,01,2,4,2,4,45,20,,1,2,2,2,2\n"
@@ -140,8 +145,12 @@ Test(prep, hand_written_pums_file_equals_python_reference) {
         {.na = "NA", .split = "0.5,0.25,0.25", .seed = 3},
         {.na = "NA", .exact = 1, .split = "0.6,0.2,0.2", .seed = 11},
         {.task = "employment", .na = "NA", .seed = 1},
-        {.target = "ESR", .positive = "3", .population = "1,2,3,4,5", .features = "AGEP,WKHP,SCHL,SEX",
-         .na = "NA", .exact = 1},
+        {.target = "ESR",
+         .positive = "3",
+         .population = "1,2,3,4,5",
+         .features = "AGEP,WKHP,SCHL,SEX",
+         .na = "NA",
+         .exact = 1},
     };
     for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
         char *out = in_dir("ds");
@@ -167,10 +176,10 @@ Test(prep, hand_written_pums_file_equals_python_reference) {
 
 /* ---- random PUMS-like files ---- */
 
-static const char *const rand_cols[] = {"RT",  "SERIALNO", "SPORDER", "AGEP", "CIT",  "COW",
-                                        "DEAR", "DEYE",    "DREM",    "MAR",  "MIG",  "MIL",
-                                        "RELSHIPP", "SCHL", "SEX",    "WKHP", "ANC",  "DIS",
-                                        "ESP",  "ESR",     "HISP",    "NATIVITY", "PINCP", "RAC1P"};
+static const char *const rand_cols[] = {
+    "RT",   "SERIALNO", "SPORDER", "AGEP", "CIT",      "COW",      "DEAR",  "DEYE",
+    "DREM", "MAR",      "MIG",     "MIL",  "RELSHIPP", "SCHL",     "SEX",   "WKHP",
+    "ANC",  "DIS",      "ESP",     "ESR",  "HISP",     "NATIVITY", "PINCP", "RAC1P"};
 #define NRC (sizeof rand_cols / sizeof rand_cols[0])
 
 /* A valid value of var (sometimes written without its leading zero). */
@@ -191,7 +200,8 @@ static void valid_value(uint64_t *rng, const dp_pums_var *v, char *out) {
 static char *random_pums(uint64_t *rng, size_t rows, size_t *len) {
     size_t cap = rows * 200 + 1024, n = 0;
     char *t = malloc(cap);
-    for (size_t j = 0; j < NRC; j++) n += (size_t)sprintf(t + n, "%s%s", j ? "," : "", rand_cols[j]);
+    for (size_t j = 0; j < NRC; j++)
+        n += (size_t)sprintf(t + n, "%s%s", j ? "," : "", rand_cols[j]);
     t[n++] = '\n';
     for (size_t i = 0; i < rows; i++) {
         uint64_t hh = 1 + tu_next(rng) % (rows / 2 + 1), person = 1 + tu_next(rng) % 3;
@@ -209,11 +219,16 @@ static char *random_pums(uint64_t *rng, size_t rows, size_t *len) {
             else
                 valid_value(rng, var, v);
             uint64_t r = tu_next(rng) % 200;
-            if (r == 0) strcpy(v, "abc");
-            else if (r == 1) strcpy(v, "99999");
-            else if (r == 2) strcpy(v, "");
-            else if (r == 3) strcpy(v, "NA");
-            else if (r == 4) strcpy(v, "-1");
+            if (r == 0)
+                strcpy(v, "abc");
+            else if (r == 1)
+                strcpy(v, "99999");
+            else if (r == 2)
+                strcpy(v, "");
+            else if (r == 3)
+                strcpy(v, "NA");
+            else if (r == 4)
+                strcpy(v, "-1");
             else if (r == 5) { /* quoted, with spaces around */
                 memmove(v + 2, v, strlen(v) + 1);
                 v[0] = ' ';
@@ -279,17 +294,29 @@ Test(prep, custom_task_without_header_equals_python_reference) {
     cr_assert_eq(tu_write_file(input, hand_custom, strlen(hand_custom)), 0);
     const char *cols = "age,workclass,fnlwgt,education,education-num,sex,hours,country,income";
     spec specs[] = {
-        {.columns = cols, .target = "income", .positive = ">50K,>50K.", .na = "?",
+        {.columns = cols,
+         .target = "income",
+         .positive = ">50K,>50K.",
+         .na = "?",
          .features = "age,workclass,fnlwgt,education,education-num,sex,hours,country",
-         .range = {"age:17:90", "education-num:1:16"}, .categories = {"sex:Male|Female"},
-         .categorical = "hours", .seed = 4, .split = "0.5,0.3,0.2"},
-        {.columns = cols, .target = "income", .positive = ">50K", .na = "?", .exact = 1,
-         .features = "age,workclass,fnlwgt,country,hours", .seed = 9},
+         .range = {"age:17:90", "education-num:1:16"},
+         .categories = {"sex:Male|Female"},
+         .categorical = "hours",
+         .seed = 4,
+         .split = "0.5,0.3,0.2"},
+        {.columns = cols,
+         .target = "income",
+         .positive = ">50K",
+         .na = "?",
+         .exact = 1,
+         .features = "age,workclass,fnlwgt,country,hours",
+         .seed = 9},
     };
     for (size_t k = 0; k < 2; k++) {
         char *out = in_dir("cds");
         tu_rmrf(out);
-        cr_assert_eq(run_prep(&specs[k], input, out, NULL), DP_OK, "spec %zu: %s", k, dp_last_error());
+        cr_assert_eq(run_prep(&specs[k], input, out, NULL), DP_OK, "spec %zu: %s", k,
+                     dp_last_error());
         check_against_reference(&specs[k], input, out);
     }
 }
@@ -302,7 +329,9 @@ Test(prep, uci_adult_equals_python_reference_and_its_published_counts) {
     spec s = {.columns = "age,workclass,fnlwgt,education,education-num,marital-status,"
                          "occupation,relationship,race,sex,capital-gain,capital-loss,"
                          "hours-per-week,native-country,income",
-              .target = "income", .positive = ">50K", .na = "?",
+              .target = "income",
+              .positive = ">50K",
+              .na = "?",
               .features = "age,workclass,fnlwgt,education,education-num,marital-status,"
                           "occupation,relationship,race,sex,capital-gain,capital-loss,"
                           "hours-per-week,native-country"};
@@ -313,16 +342,22 @@ Test(prep, uci_adult_equals_python_reference_and_its_published_counts) {
     /* ../shared/data/adult/PROVENANCE.md: 32,561 records, 7,841 >50K; '?' in
      * workclass 1,836, occupation 1,843, native-country 583 */
     const char *m = dp_prep_result_meta(res);
-    const char *want[] = {"\"rows_read\":\t32561", "\"rows_kept\":\t32561", "\"workclass\":\t1836",
-                          "\"occupation\":\t1843", "\"native-country\":\t583",
+    const char *want[] = {"\"rows_read\":\t32561",
+                          "\"rows_kept\":\t32561",
+                          "\"workclass\":\t1836",
+                          "\"occupation\":\t1843",
+                          "\"native-country\":\t583",
                           "70acda78373ddd1c2615a7ae2afbc10c91e85edbdc7706a42c6b3818e2820e1e"};
-    for (int i = 0; i < 6; i++) cr_assert(strstr(m, want[i]), "meta.json lacks %s", want[i]);
+    for (int i = 0; i < 6; i++)
+        cr_assert(strstr(m, want[i]), "meta.json lacks %s", want[i]);
     dp_dataset *ds;
     size_t pos = 0, n = 0;
     const char *splits[] = {"train", "val", "test"};
     for (int k = 0; k < 3; k++) {
-        cr_assert_eq(dp_dataset_open(out, splits[k], 0, SIZE_MAX, &ds), DP_OK, "%s", dp_last_error());
-        for (size_t i = 0; i < dp_dataset_rows(ds); i++) pos += dp_dataset_y(ds)[i];
+        cr_assert_eq(dp_dataset_open(out, splits[k], 0, SIZE_MAX, &ds), DP_OK, "%s",
+                     dp_last_error());
+        for (size_t i = 0; i < dp_dataset_rows(ds); i++)
+            pos += dp_dataset_y(ds)[i];
         n += dp_dataset_rows(ds);
         dp_dataset_close(ds);
     }
@@ -362,7 +397,10 @@ Test(prep, output_does_not_depend_on_threads_or_chunk_size) {
     snprintf(input, sizeof input, "%s", in_dir("big.csv"));
     cr_assert_eq(tu_write_file(input, text, len), 0);
     free(text);
-    struct { int threads; size_t chunk; } runs[] = {{1, 0}, {2, 97}, {3, 1000}, {2, 1 << 16}};
+    struct {
+        int threads;
+        size_t chunk;
+    } runs[] = {{1, 0}, {2, 97}, {3, 1000}, {2, 1 << 16}};
     char *ref_meta = NULL;
     for (int k = 0; k < 4; k++) {
         spec s = {.na = "NA", .threads = runs[k].threads, .chunk = runs[k].chunk, .seed = 42};
@@ -377,8 +415,8 @@ Test(prep, output_does_not_depend_on_threads_or_chunk_size) {
         cr_assert_str_eq(meta, ref_meta, "meta.json with %d threads, chunk %zu", runs[k].threads,
                          runs[k].chunk);
         free(meta);
-        const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy", "y_val.npy",
-                               "X_test.npy", "y_test.npy"};
+        const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy",
+                               "y_val.npy",   "X_test.npy",  "y_test.npy"};
         for (int f = 0; f < 6; f++) {
             char a[4200], b[4200];
             snprintf(a, sizeof a, "%s/%s", in_dir("ds0"), files[f]);
@@ -448,7 +486,8 @@ Test(prep, encoder_reproduces_the_training_rows_and_flags_bad_ones) {
     cr_assert_eq(enc.reason[3], DP_PREP_NON_NUMERIC);
     cr_assert_eq(enc.line[3], 5);
     cr_assert_str_eq(dp_prep_reason_name(enc.reason[2]), "out_of_range");
-    for (size_t j = 0; j < enc.d; j++) cr_assert_eq(enc.X[1 * enc.d + j], 0.0f);
+    for (size_t j = 0; j < enc.d; j++)
+        cr_assert_eq(enc.X[1 * enc.d + j], 0.0f);
     dp_prep_encoded_free(&enc);
 }
 
@@ -457,9 +496,9 @@ Test(prep, encoder_reproduces_the_training_rows_and_flags_bad_ones) {
 Test(prep, validation_agrees_with_dp_pums_valid) {
     uint64_t rng = tu_seed();
     static const char alphabet[] = "0123456789-+ab ";
-    const char *names[] = {"AGEP", "SCHL", "MAR", "SEX", "RAC1P", "HISP", "DIS", "CIT", "NATIVITY",
-                           "MIL", "RELSHIPP", "ESP", "MIG", "ANC", "DEAR", "DEYE", "DREM", "WKHP",
-                           "PINCP", "COW", "JWMNP", "POVPIP"};
+    const char *names[] = {"AGEP",     "SCHL", "MAR",      "SEX", "RAC1P", "HISP",  "DIS",  "CIT",
+                           "NATIVITY", "MIL",  "RELSHIPP", "ESP", "MIG",   "ANC",   "DEAR", "DEYE",
+                           "DREM",     "WKHP", "PINCP",    "COW", "JWMNP", "POVPIP"};
     prep_na na = {0};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         const dp_pums_var *v = dp_pums_find(names[k]);
@@ -490,7 +529,8 @@ Test(prep, split_sizes_follow_the_largest_remainder_rule_per_class) {
         int32_t *label = malloc(n * sizeof *label);
         uint8_t *split = malloc(n), *split2 = malloc(n);
         double p = tu_uniform(&rng);
-        for (size_t i = 0; i < n; i++) label[i] = tu_uniform(&rng) < p;
+        for (size_t i = 0; i < n; i++)
+            label[i] = tu_uniform(&rng) < p;
         double a = 0.05 + 0.9 * tu_uniform(&rng), b = (1 - a) * tu_uniform(&rng);
         double frac[3] = {a, b, 1 - a - b};
         size_t counts[3];
@@ -558,12 +598,16 @@ Test(prep, unemployment_is_the_custom_task_it_describes) {
     cr_assert_eq(tu_write_file(input, text, len), 0);
     free(text);
     spec builtin = {.na = "NA", .seed = 5};
-    spec custom = {.target = "ESR", .positive = "3", .population = "1,2,3,4,5", .na = "NA", .seed = 5,
+    spec custom = {.target = "ESR",
+                   .positive = "3",
+                   .population = "1,2,3,4,5",
+                   .na = "NA",
+                   .seed = 5,
                    .features = "AGEP,SCHL,MAR,SEX,RAC1P,HISP,DIS,CIT,NATIVITY,MIL"};
     cr_assert_eq(run_prep(&builtin, input, in_dir("b"), NULL), DP_OK, "%s", dp_last_error());
     cr_assert_eq(run_prep(&custom, input, in_dir("c"), NULL), DP_OK, "%s", dp_last_error());
-    const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy", "y_val.npy", "X_test.npy",
-                           "y_test.npy"};
+    const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy",
+                           "y_val.npy",   "X_test.npy",  "y_test.npy"};
     for (int f = 0; f < 6; f++) {
         char a[4200], b[4200];
         snprintf(a, sizeof a, "%s/%s", in_dir("b"), files[f]);

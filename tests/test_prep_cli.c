@@ -41,7 +41,8 @@ static void sh(const char *fmt, ...) {
     cr_assert_eq(system(cmd), 0, "command failed: %s", cmd);
 }
 
-static const char header[] = "RT,SERIALNO,SPORDER,AGEP,ESR,SCHL,MAR,SEX,RAC1P,HISP,DIS,CIT,NATIVITY,MIL\n";
+static const char header[] =
+    "RT,SERIALNO,SPORDER,AGEP,ESR,SCHL,MAR,SEX,RAC1P,HISP,DIS,CIT,NATIVITY,MIL\n";
 static const char rows[] = "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4\n"
                            "P,2023HU0000001,2,33,3,16,1,2,1,01,2,1,1,4\n"
                            "P,2023HU0000002,1,52,1,18,3,1,2,01,1,4,2,2\n"
@@ -90,9 +91,11 @@ static void write_pums(const char *name, const char *body) {
 
 Test(prep_cli, empty_file_and_header_only) {
     write_file("empty.csv", "", 0);
-    expect_error("empty.csv", NULL, (const char *[]){"empty.csv", "empty file", "expected a header", NULL});
+    expect_error("empty.csv", NULL,
+                 (const char *[]){"empty.csv", "empty file", "expected a header", NULL});
     write_file("header.csv", header, strlen(header));
-    expect_error("header.csv", NULL, (const char *[]){"header.csv", "no records after the header", NULL});
+    expect_error("header.csv", NULL,
+                 (const char *[]){"header.csv", "no records after the header", NULL});
 }
 
 Test(prep_cli, missing_and_duplicate_columns) {
@@ -101,8 +104,9 @@ Test(prep_cli, missing_and_duplicate_columns) {
                  (const char *[]){"miss.csv:1:", "missing columns 'ESR'", "'SCHL'",
                                   "required by task unemployment", NULL});
     write_file("dup.csv", "RT,AGEP,ESR,AGEP\nP,30,1,31\n", 27);
-    expect_error("dup.csv", NULL,
-                 (const char *[]){"dup.csv:1:13:", "duplicate column name 'AGEP'", "also column 2", NULL});
+    expect_error(
+        "dup.csv", NULL,
+        (const char *[]){"dup.csv:1:13:", "duplicate column name 'AGEP'", "also column 2", NULL});
 }
 
 Test(prep_cli, no_valid_record_counts_every_reason) {
@@ -110,8 +114,9 @@ Test(prep_cli, no_valid_record_counts_every_reason) {
                           "garbage\n"
                           "P,2023HU0000002,1,35,1,21,1,7,1,01,2,1,1,4\n");
     expect_error("bad.csv", NULL,
-                 (const char *[]){"bad.csv", "no valid record", "3 rows read", "wrong_field_count 2",
-                                  "out_of_range 1", "first: ", "bad.csv:2:1: expected 14 fields", NULL});
+                 (const char *[]){"bad.csv", "no valid record", "3 rows read",
+                                  "wrong_field_count 2", "out_of_range 1",
+                                  "first: ", "bad.csv:2:1: expected 14 fields", NULL});
     /* single bad rows are dropped and counted, not fatal */
     write_pums("onebad.csv", "P,2023HU0000001,1,35\n"
                              "P,2023HU0000002,1,35,1,21,1,1,1,01,2,1,1,4\n");
@@ -125,15 +130,17 @@ Test(prep_cli, no_valid_record_counts_every_reason) {
 Test(prep_cli, unterminated_quote_nul_and_invalid_utf8) {
     write_pums("quote.csv", "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4\nP,\"2023HU0000002,1\n");
     expect_error("quote.csv", NULL,
-                 (const char *[]){"quote.csv:3:3:", "unterminated quoted field", "expected a closing", NULL});
+                 (const char *[]){"quote.csv:3:3:", "unterminated quoted field",
+                                  "expected a closing", NULL});
     char nul[256];
     int n = snprintf(nul, sizeof nul, "%sP,2023H", header);
     memcpy(nul + n, "\0U0000001,1,35,1,21,1,1,1,01,2,1,1,4\n", 38);
     write_file("nul.csv", nul, (size_t)n + 38);
     expect_error("nul.csv", NULL, (const char *[]){"nul.csv:2:8:", "NUL byte", NULL});
     write_pums("latin1.csv", "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4,\xE9t\xE9\n");
-    expect_error("latin1.csv", NULL,
-                 (const char *[]){"latin1.csv:2:44:", "invalid UTF-8 byte 0xE9", "expected UTF-8", NULL});
+    expect_error(
+        "latin1.csv", NULL,
+        (const char *[]){"latin1.csv:2:44:", "invalid UTF-8 byte 0xE9", "expected UTF-8", NULL});
 }
 
 Test(prep_cli, a_10_mib_field_is_one_line_not_a_crash) {
@@ -145,14 +152,16 @@ Test(prep_cli, a_10_mib_field_is_one_line_not_a_crash) {
     strcpy(t + hl + 2 + big, ",1,35,1,21,1,1,1,01,2,1,1,4\n");
     write_file("big.csv", t, strlen(t));
     free(t);
-    expect_error("big.csv", NULL,
-                 (const char *[]){"big.csv:2:3:", "field longer than 1048576 bytes", "--max-field", NULL});
+    expect_error(
+        "big.csv", NULL,
+        (const char *[]){"big.csv:2:3:", "field longer than 1048576 bytes", "--max-field", NULL});
 }
 
 static char *arrays(const char *ds) {
     static char all[1 << 16];
     all[0] = '\0';
-    const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy", "y_val.npy", "X_test.npy", "y_test.npy"};
+    const char *files[] = {"X_train.npy", "y_train.npy", "X_val.npy",
+                           "y_val.npy",   "X_test.npy",  "y_test.npy"};
     size_t used = 0;
     for (int i = 0; i < 6; i++) {
         char p[4200];
@@ -202,7 +211,8 @@ Test(prep_cli, damaged_gzip_and_zip_are_refused) {
     size_t n = strlen(header) + 20000 * strlen(rows) / 6 + 1;
     char *t = malloc(n + strlen(rows));
     strcpy(t, header);
-    while (strlen(t) + strlen(rows) < n) strcat(t, rows);
+    while (strlen(t) + strlen(rows) < n)
+        strcat(t, rows);
     write_file("p.csv", t, strlen(t));
     free(t);
     sh("gzip -c '%s' > '%s' && head -c 3000 '%s' > '%s'", P("p.csv"), P("p.csv.gz"), P("p.csv.gz"),
@@ -220,8 +230,10 @@ Test(prep_cli, damaged_gzip_and_zip_are_refused) {
     write_file("b.csv", "y\n", 2);
     write_file("notes.txt", "z\n", 2);
     sh("cd '%s' && zip -q none.zip notes.txt && zip -q two.zip a.csv b.csv", dir);
-    expect_error("none.zip", NULL, (const char *[]){"none.zip", "no .csv file", "expected one", NULL});
-    expect_error("two.zip", NULL, (const char *[]){"two.zip", "2 .csv files", "a.csv, b.csv", NULL});
+    expect_error("none.zip", NULL,
+                 (const char *[]){"none.zip", "no .csv file", "expected one", NULL});
+    expect_error("two.zip", NULL,
+                 (const char *[]){"two.zip", "2 .csv files", "a.csv, b.csv", NULL});
 }
 
 Test(prep_cli, existing_output_is_refused_unless_forced_and_never_lost) {
@@ -250,12 +262,14 @@ Test(prep_cli, existing_output_is_refused_unless_forced_and_never_lost) {
     rc = tu_run(NULL, &err, "prep '%s' -o '%s' --force", P("empty.csv"), P("ds"));
     cr_assert_eq(rc, 1);
     free(err);
-    cr_assert(memcmp(arrays(P("ds")), before, sizeof before) == 0, "a failed run changed the dataset");
+    cr_assert(memcmp(arrays(P("ds")), before, sizeof before) == 0,
+              "a failed run changed the dataset");
     prep_ok("p.csv", "ds", "--force --seed 2 --split 0.5,0.5,0");
     cr_assert(memcmp(arrays(P("ds")), before, sizeof before) != 0, "--force did not replace it");
     DIR *d = opendir(dir);
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) cr_assert(strstr(e->d_name, ".tmp-") == NULL, "%s left", e->d_name);
+    while ((e = readdir(d)) != NULL)
+        cr_assert(strstr(e->d_name, ".tmp-") == NULL, "%s left", e->d_name);
     closedir(d);
 }
 
@@ -265,7 +279,8 @@ Test(prep_cli, unwritable_output_path) {
     char *err = NULL;
     int rc = tu_run(NULL, &err, "prep '%s' -o '%s/ds'", P("p.csv"), P("afile"));
     cr_assert_eq(rc, 1, "%s", err);
-    cr_assert(strstr(err, "afile/ds") && strstr(err, "cannot create the dataset directory"), "%s", err);
+    cr_assert(strstr(err, "afile/ds") && strstr(err, "cannot create the dataset directory"), "%s",
+              err);
     cr_assert(strchr(err, '\n') == err + strlen(err) - 1);
     free(err);
     if (geteuid() != 0) { /* permissions do not stop root */
@@ -303,17 +318,19 @@ Test(prep_cli, uci_adult_through_the_cli_and_numpy_load) {
     snprintf(path, sizeof path, "%s/data/adult/adult.data", shared ? shared : "../shared");
     if (!tu_exists(path)) cr_skip_test("no %s", path);
     char *out = NULL, *err = NULL;
-    int rc = tu_run(&out, &err,
-                    "prep '%s' -o '%s' --columns age,workclass,fnlwgt,education,education-num,"
-                    "marital-status,occupation,relationship,race,sex,capital-gain,capital-loss,"
-                    "hours-per-week,native-country,income --target income --positive '>50K' --na '?' "
-                    "--features age,workclass,fnlwgt,education,education-num,marital-status,"
-                    "occupation,relationship,race,sex,capital-gain,capital-loss,hours-per-week,"
-                    "native-country",
-                    path, P("adult"));
+    int rc =
+        tu_run(&out, &err,
+               "prep '%s' -o '%s' --columns age,workclass,fnlwgt,education,education-num,"
+               "marital-status,occupation,relationship,race,sex,capital-gain,capital-loss,"
+               "hours-per-week,native-country,income --target income --positive '>50K' --na '?' "
+               "--features age,workclass,fnlwgt,education,education-num,marital-status,"
+               "occupation,relationship,race,sex,capital-gain,capital-loss,hours-per-week,"
+               "native-country",
+               path, P("adult"));
     cr_assert_eq(rc, 0, "%s", err);
     /* the report on stdout; the privacy warning on stderr */
-    cr_assert(strstr(out, "32561") && strstr(out, "1836") && strstr(out, "1843") && strstr(out, "583"),
+    cr_assert(strstr(out, "32561") && strstr(out, "1836") && strstr(out, "1843") &&
+                  strstr(out, "583"),
               "%s", out);
     cr_assert(strstr(err, "NOT PRIVATE"), "%s", err);
     free(out);

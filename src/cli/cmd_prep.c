@@ -44,13 +44,15 @@ static const cli_opt opts[] = {
     {"range", O_RANGE, "COL:LO:HI", "public range of a numeric column outside the dictionary"},
     {"categories", O_CATEGORIES, "COL:V1|V2..", "public categories of a column outside it"},
     {"categorical", O_CATEGORICAL, "COL[,..]", "columns outside it that are categorical"},
-    {"dictionary", O_DICTIONARY, "pums|none", "use the PUMS 2023 dictionary for its columns "
-                                              "(default pums)"},
+    {"dictionary", O_DICTIONARY, "pums|none",
+     "use the PUMS 2023 dictionary for its columns "
+     "(default pums)"},
     {"split", O_SPLIT, "F,F,F", "train, validation, test fractions (default 0.8,0.1,0.1)"},
     {"stats", O_STATS, "SOURCE", "public (default), exact (from the data: not private), dp"},
     {"seed", O_SEED, "S", "seed of the split (default 0)"},
-    {"threads", O_THREADS, "T", "parse threads (default: all cores); the output does not "
-                                "depend on it"},
+    {"threads", O_THREADS, "T",
+     "parse threads (default: all cores); the output does not "
+     "depend on it"},
     {"max-field", O_MAX_FIELD, "BYTES", "longest field accepted (default 1048576)"},
     {"force", O_FORCE, NULL, "replace an existing dataset (once the new one is complete)"},
     {"quiet", O_QUIET, NULL, "print nothing on success"},
@@ -112,7 +114,8 @@ static void print_report(const cJSON *m, const char *out) {
         snprintf(label, sizeof label, "  %s", d->string);
         pct_line(label, d->valuedouble, read, tail);
     }
-    if (num(rep, "blank_lines") > 0) printf("  %-22s %12.0f\n", "blank lines skipped", num(rep, "blank_lines"));
+    if (num(rep, "blank_lines") > 0)
+        printf("  %-22s %12.0f\n", "blank lines skipped", num(rep, "blank_lines"));
     printf("  %-22s %12s %12s  %s\n", "column", "missing", "imputed", "encoding");
     const cJSON *f;
     cJSON_ArrayForEach(f, obj(m, "features")) {
@@ -121,9 +124,9 @@ static void print_report(const cJSON *m, const char *out) {
         char enc[160];
         const cJSON *cols = obj(f, "columns");
         int ncols = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(cols, 1));
-        snprintf(enc, sizeof enc, "%s from %s, %d column%s; impute %s", cJSON_GetStringValue(obj(f, "kind")),
-                 cJSON_GetStringValue(obj(f, "origin")), ncols, ncols == 1 ? "" : "s",
-                 cJSON_GetStringValue(obj(imp, "method")));
+        snprintf(enc, sizeof enc, "%s from %s, %d column%s; impute %s",
+                 cJSON_GetStringValue(obj(f, "kind")), cJSON_GetStringValue(obj(f, "origin")),
+                 ncols, ncols == 1 ? "" : "s", cJSON_GetStringValue(obj(imp, "method")));
         printf("  %-22s %12.0f %12.0f  %s\n", name, num(obj(rep, "missing"), name),
                num(obj(rep, "imputed"), name), enc);
     }
@@ -132,7 +135,8 @@ static void print_report(const cJSON *m, const char *out) {
     for (int s = 0; s < 3; s++) {
         const cJSON *o = obj(obj(m, "splits"), splits[s]);
         double rows = num(o, "rows"), p = num(o, "positive");
-        printf("  %-22s %12.0f %12.0f  (%.2f%%)\n", splits[s], rows, p, rows > 0 ? 100 * p / rows : 0.0);
+        printf("  %-22s %12.0f %12.0f  (%.2f%%)\n", splits[s], rows, p,
+               rows > 0 ? 100 * p / rows : 0.0);
     }
     const cJSON *st = obj(m, "statistics");
     printf("features: %d -> %d encoded columns; statistics: %s (%s)\n",
@@ -155,16 +159,34 @@ int cmd_prep(int argc, char **argv) {
     cli_parser_init(&p, &cmd, argc, argv);
     for (int c; (c = cli_next(&p)) != -1;) {
         switch (c) {
-        case CLI_HELP: return CLI_OK;
-        case CLI_ERROR: return CLI_BAD_INPUT;
-        case 'o': cfg.output = optarg; break;
-        case O_TASK: cfg.task = optarg; break;
-        case O_TARGET: cfg.target = optarg; break;
-        case O_POSITIVE: cfg.positive = optarg; break;
-        case O_POPULATION: cfg.population = optarg; break;
-        case O_FEATURES: cfg.features = optarg; break;
-        case O_COLUMNS: cfg.columns = optarg; break;
-        case O_NA: cfg.na = optarg; break;
+        case CLI_HELP:
+            return CLI_OK;
+        case CLI_ERROR:
+            return CLI_BAD_INPUT;
+        case 'o':
+            cfg.output = optarg;
+            break;
+        case O_TASK:
+            cfg.task = optarg;
+            break;
+        case O_TARGET:
+            cfg.target = optarg;
+            break;
+        case O_POSITIVE:
+            cfg.positive = optarg;
+            break;
+        case O_POPULATION:
+            cfg.population = optarg;
+            break;
+        case O_FEATURES:
+            cfg.features = optarg;
+            break;
+        case O_COLUMNS:
+            cfg.columns = optarg;
+            break;
+        case O_NA:
+            cfg.na = optarg;
+            break;
         case O_RANGE:
             if (cfg.n_ranges == MAX_SPECS) return cli_usage_error("--range: at most %d", MAX_SPECS);
             ranges[cfg.n_ranges++] = optarg;
@@ -174,7 +196,9 @@ int cmd_prep(int argc, char **argv) {
                 return cli_usage_error("--categories: at most %d", MAX_SPECS);
             cats[cfg.n_categories++] = optarg;
             break;
-        case O_CATEGORICAL: cfg.categorical = optarg; break;
+        case O_CATEGORICAL:
+            cfg.categorical = optarg;
+            break;
         case O_DICTIONARY:
             if (!strcmp(optarg, "pums"))
                 cfg.dictionary = 1;
@@ -212,14 +236,22 @@ int cmd_prep(int argc, char **argv) {
             if (cli_parse_long("max-field", optarg, 16, 1LL << 30, &v)) return CLI_BAD_INPUT;
             cfg.max_field = (size_t)v;
             break;
-        case O_FORCE: cfg.force = 1; break;
-        case O_QUIET: quiet = 1; break;
-        case O_JSON: json = 1; break;
-        default: return cli_usage_error("unexpected option");
+        case O_FORCE:
+            cfg.force = 1;
+            break;
+        case O_QUIET:
+            quiet = 1;
+            break;
+        case O_JSON:
+            json = 1;
+            break;
+        default:
+            return cli_usage_error("unexpected option");
         }
     }
     if (optind >= argc) return cli_usage_error("missing INPUT (a CSV, .csv.gz or .zip file)");
-    if (optind + 1 < argc) return cli_usage_error("one INPUT expected, got also '%s'", argv[optind + 1]);
+    if (optind + 1 < argc)
+        return cli_usage_error("one INPUT expected, got also '%s'", argv[optind + 1]);
     if (!cfg.output) return cli_usage_error("missing -o DATASET (the directory to create)");
     cfg.input = argv[optind];
     cfg.ranges = ranges;

@@ -24,7 +24,8 @@ void csv_parser_init(csv_parser *p, const dp_csv_options *o, const int32_t *slot
     else
         dp_csv_options_init(&p->o);
     memset(p->cls, CSV_C_PLAIN, sizeof p->cls);
-    for (int c = 0x80; c < 256; c++) p->cls[c] = CSV_C_HIGH;
+    for (int c = 0x80; c < 256; c++)
+        p->cls[c] = CSV_C_HIGH;
     p->cls[0] = CSV_C_NUL;
     p->cls['\n'] = CSV_C_LF;
     p->cls['\r'] = CSV_C_CR;
@@ -54,12 +55,16 @@ int csv_utf8_len(const unsigned char *p, const unsigned char *end) {
         n = 2;
     } else if (c >= 0xE0 && c <= 0xEF) {
         n = 3;
-        if (c == 0xE0) lo = 0xA0;      /* no overlong forms */
-        else if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
+        if (c == 0xE0)
+            lo = 0xA0; /* no overlong forms */
+        else if (c == 0xED)
+            hi = 0x9F; /* no UTF-16 surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
         n = 4;
-        if (c == 0xF0) lo = 0x90;
-        else if (c == 0xF4) hi = 0x8F; /* nothing above U+10FFFF */
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F; /* nothing above U+10FFFF */
     } else {
         return 0;
     }
@@ -77,8 +82,8 @@ static int is_blank(const csv_parser *ps, unsigned char c) {
 enum { TERM_DELIM, TERM_LINE, TERM_END };
 
 typedef struct fld {
-    const char *p;   /* content */
-    size_t len;      /* content length */
+    const char *p;    /* content */
+    size_t len;       /* content length */
     const char *next; /* first byte after the terminator */
     int term;
     int quoted; /* content came from inside quotes at least partly */
@@ -87,7 +92,7 @@ typedef struct fld {
 #define FATAL(kind, at)                                                                            \
     do {                                                                                           \
         r->fatal = (kind);                                                                         \
-        r->fatal_off = (size_t)((at) - rec);                                                       \
+        r->fatal_off = (size_t)((at)-rec);                                                         \
         return r->fatal;                                                                           \
     } while (0)
 
@@ -240,7 +245,8 @@ static csv_fatal field_fast(const csv_parser *ps, const char *rec, const char *q
     const unsigned char *cls = ps->cls;
     const int trim = ps->o.trim;
     if (trim)
-        while (q < end && is_blank(ps, (unsigned char)*q)) q++;
+        while (q < end && is_blank(ps, (unsigned char)*q))
+            q++;
     if (q < end && *q == '"') {
         const char *c0 = q + 1, *t = c0;
         uint32_t lines = 0;
@@ -265,7 +271,8 @@ static csv_fatal field_fast(const csv_parser *ps, const char *rec, const char *q
         const char *close = t, *u = t + 1;
         if (u < end && *u == '"') return field_ref(ps, rec, fstart, end, sp, f, r);
         if (trim)
-            while (u < end && is_blank(ps, (unsigned char)*u)) u++;
+            while (u < end && is_blank(ps, (unsigned char)*u))
+                u++;
         if (u == end) {
             f->term = TERM_END;
             f->next = u;
@@ -288,7 +295,8 @@ static csv_fatal field_fast(const csv_parser *ps, const char *rec, const char *q
     }
     const char *c0 = q, *t = q;
     for (;;) {
-        while (t < end && cls[(unsigned char)*t] == CSV_C_PLAIN) t++;
+        while (t < end && cls[(unsigned char)*t] == CSV_C_PLAIN)
+            t++;
         if (t == end) {
             f->term = TERM_END;
             f->next = t;
@@ -333,7 +341,8 @@ static csv_fatal field_fast(const csv_parser *ps, const char *rec, const char *q
     if ((size_t)(t - fstart) > ps->o.max_field) FATAL(CSV_E_FIELD_LONG, fstart);
     const char *e = t;
     if (trim)
-        while (e > c0 && is_blank(ps, (unsigned char)e[-1])) e--;
+        while (e > c0 && is_blank(ps, (unsigned char)e[-1]))
+            e--;
     f->p = c0;
     f->len = (size_t)(e - c0);
     f->quoted = 0;
@@ -412,13 +421,14 @@ static inline unsigned select_bit(uint64_t m, unsigned k) { /* k-th set bit, fro
 }
 #else
 static inline unsigned select_bit(uint64_t m, unsigned k) {
-    while (k--) m &= m - 1;
+    while (k--)
+        m &= m - 1;
     return (unsigned)__builtin_ctzll(m);
 }
 #endif
 
 int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv_field *fields,
-                       csv_rec *r) {
+                    csv_rec *r) {
     uint64_t dm[SCAN_MAX_BLOCKS];
     uint32_t cnt[SCAN_MAX_BLOCKS];
     const unsigned char *s = (const unsigned char *)p;
@@ -457,7 +467,8 @@ int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv
     }
     if (lf == SIZE_MAX || lf > ps->o.max_field) return 0; /* long: let the reader check fields */
     size_t content = lf - (lf > 0 && p[lf - 1] == '\r'), total = 0;
-    for (size_t b = 0; b < nb; b++) total += cnt[b];
+    for (size_t b = 0; b < nb; b++)
+        total += cnt[b];
     memset(r, 0, sizeof *r);
     r->len = lf + 1;
     r->lines = 1;
@@ -466,8 +477,9 @@ int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv
     size_t b = 0, before = 0;
 #define DELIM_AT(j, out)                                                                           \
     do {                                                                                           \
-        while (before + cnt[b] < (j)) before += cnt[b++];                                         \
-        (out) = b * 64 + select_bit(dm[b], (unsigned)((j) - before - 1));                          \
+        while (before + cnt[b] < (j))                                                              \
+            before += cnt[b++];                                                                    \
+        (out) = b * 64 + select_bit(dm[b], (unsigned)((j)-before - 1));                            \
     } while (0)
     const int trim = ps->o.trim;
     for (size_t k = 0; k < ps->nneed; k++) {
@@ -482,8 +494,10 @@ int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv
         dp_csv_field *f = &fields[ps->slot[col]];
         f->off = (uint32_t)a;
         if (trim) {
-            while (a < e && is_blank(ps, s[a])) a++;
-            while (e > a && is_blank(ps, s[e - 1])) e--;
+            while (a < e && is_blank(ps, s[a]))
+                a++;
+            while (e > a && is_blank(ps, s[e - 1]))
+                e--;
         }
         f->p = p + a;
         f->len = (uint32_t)(e - a);
@@ -492,7 +506,8 @@ int csv_scan_record(const csv_parser *ps, const char *p, const char *end, dp_csv
     if (r->nfields == 1) { /* blank: nothing but (trimmed) blanks */
         size_t a = 0, e = content;
         if (trim)
-            while (a < e && is_blank(ps, s[a])) a++;
+            while (a < e && is_blank(ps, s[a]))
+                a++;
         r->blank = a == e;
     }
     return 1;
@@ -559,7 +574,8 @@ dp_status csv_fatal_error(const char *name, const char *rec, uint64_t line, cons
                         "%s:%llu:%llu: field longer than %zu bytes (expected at most that; "
                         "raise the limit with --max-field)",
                         name, (unsigned long long)l, (unsigned long long)c, o->max_field);
-    case CSV_OK: break;
+    case CSV_OK:
+        break;
     }
     return dp_error(DP_E_INTERNAL, "%s:%llu: csv_fatal_error without an error", name,
                     (unsigned long long)line);
@@ -633,7 +649,8 @@ void csv_chunk_free(csv_chunk *c) {
 static dp_status grow(char **buf, size_t *cap, size_t need, const char *what) {
     if (need <= *cap) return DP_OK;
     size_t n = *cap ? *cap : 4096;
-    while (n < need) n *= 2;
+    while (n < need)
+        n *= 2;
     char *b = dp_realloc(*buf, n);
     if (!b) return dp_error(DP_E_NOMEM, "out of memory for %s (%zu bytes)", what, n);
     *buf = b;
@@ -671,8 +688,7 @@ dp_status csv_chunker_next(csv_chunker *ck, csv_chunk *c, int *got) {
             return dp_error(DP_E_FORMAT,
                             "%s:%llu: record longer than %zu bytes without a line end outside "
                             "quotes (expected a CSV line end; is this a CSV file?)",
-                            dp_source_name(ck->src), (unsigned long long)ck->line,
-                            ck->max_record);
+                            dp_source_name(ck->src), (unsigned long long)ck->line, ck->max_record);
         DP_TRY(grow(&c->buf, &c->cap, c->cap * 2, "a long record"));
     }
     if (!ck->started) {
@@ -721,7 +737,8 @@ static dp_status reader_fields(dp_csv_reader *r, size_t n) {
     int32_t *s = dp_realloc(r->slot, cap * sizeof *s);
     if (!s) return dp_error(DP_E_NOMEM, "out of memory for %zu fields", cap);
     r->slot = s;
-    for (size_t i = r->fcap; i < cap; i++) s[i] = (int32_t)i;
+    for (size_t i = r->fcap; i < cap; i++)
+        s[i] = (int32_t)i;
     r->fcap = cap;
     csv_parser_set_slots(&r->ps, r->slot, cap);
     return DP_OK;

@@ -90,8 +90,8 @@ csv_fatal csv_parse_record_ref(const csv_parser *ps, const char *p, const char *
 
 /* Record a fatal parse result as the thread's error, located in `name` at
  * line `line` (the record's first line). Returns its status. */
-dp_status csv_fatal_error(const char *name, const char *rec_start, uint64_t line,
-                          const csv_rec *r, const dp_csv_options *o);
+dp_status csv_fatal_error(const char *name, const char *rec_start, uint64_t line, const csv_rec *r,
+                          const dp_csv_options *o);
 
 /* Line and column of byte `off` of a record that starts at line `line`. */
 void csv_locate(const char *rec, size_t off, uint64_t line, uint64_t *out_line, uint64_t *out_col);

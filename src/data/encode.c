@@ -111,7 +111,8 @@ static dp_status build_lut(prep_feature *f) {
     f->lut_n = (size_t)(hi - lo + 1);
     f->lut = dp_malloc(f->lut_n * sizeof *f->lut);
     if (!f->lut) return nomem(f->name);
-    for (size_t j = 0; j < f->lut_n; j++) f->lut[j] = -1;
+    for (size_t j = 0; j < f->lut_n; j++)
+        f->lut[j] = -1;
     for (size_t k = 0; k < f->ncat; k++)
         if (f->cat_is_int[k]) f->lut[f->cat_int[k] - lo] = (int32_t)k;
     return DP_OK;
@@ -178,7 +179,8 @@ dp_status prep_feature_from_dictionary(prep_feature *f, const dp_pums_var *var) 
             continue;
         }
         long long a, b;
-        if (!is_digits(c->lo) || !is_digits(c->hi) || !prep_parse_int(c->lo, strlen(c->lo), 0, &a) ||
+        if (!is_digits(c->lo) || !is_digits(c->hi) ||
+            !prep_parse_int(c->lo, strlen(c->lo), 0, &a) ||
             !prep_parse_int(c->hi, strlen(c->hi), 0, &b) || b < a || b - a >= MAX_EXPANDED_RANGE)
             return dp_error(DP_E_SCHEMA,
                             "column %s: the dictionary gives it the code range %s..%s, too many "
@@ -215,8 +217,8 @@ dp_status prep_feature_from_categories(prep_feature *f, const char *name, char *
     for (size_t k = 0; k < n; k++) {
         for (size_t j = 0; j < k; j++)
             if (strcmp(values[j], values[k]) == 0)
-                return dp_error(DP_E_USAGE, "--categories %s: the value '%s' is listed twice",
-                                name, values[k]);
+                return dp_error(DP_E_USAGE, "--categories %s: the value '%s' is listed twice", name,
+                                values[k]);
         DP_TRY(add_category(f, values[k]));
     }
     return DP_OK;
@@ -234,7 +236,8 @@ dp_status prep_feature_inferred(prep_feature *f, const char *name, int categoric
 
 void prep_feature_free(prep_feature *f) {
     if (!f) return;
-    for (size_t k = 0; k < f->ncat; k++) dp_free(f->cats[k]);
+    for (size_t k = 0; k < f->ncat; k++)
+        dp_free(f->cats[k]);
     dp_free(f->cats);
     dp_free(f->cat_int);
     dp_free(f->cat_is_int);
@@ -304,7 +307,7 @@ int prep_feature_parse(const prep_feature *f, const prep_na *na, const char *p, 
                 for (size_t j = 0; j < f->ncat && !has_text; j++)
                     has_text = !f->cat_is_int[j] && f->cats[j][0];
                 return as_int || has_text || prep_parse_int(p, len, 1, &w) ? DP_PREP_OUT_OF_RANGE
-                                                                            : DP_PREP_NON_NUMERIC;
+                                                                           : DP_PREP_NON_NUMERIC;
             }
         } else {
             k = find_text(f, p, len);
@@ -486,7 +489,7 @@ static const char *origin_name(int o) {
     return o == PREP_FROM_DICTIONARY ? "dictionary" : o == PREP_FROM_USER ? "user" : "data";
 }
 static int origin_from(const char *s) {
-    return !s ? -1
+    return !s                         ? -1
            : !strcmp(s, "dictionary") ? PREP_FROM_DICTIONARY
            : !strcmp(s, "user")       ? PREP_FROM_USER
            : !strcmp(s, "data")       ? PREP_FROM_DATA
@@ -494,10 +497,14 @@ static int origin_from(const char *s) {
 }
 static const char *impute_name(int m) {
     switch (m) {
-    case PREP_IMPUTE_MIDPOINT: return "midpoint";
-    case PREP_IMPUTE_MEDIAN: return "median";
-    case PREP_IMPUTE_MISSING_CATEGORY: return "missing_category";
-    default: return "mode";
+    case PREP_IMPUTE_MIDPOINT:
+        return "midpoint";
+    case PREP_IMPUTE_MEDIAN:
+        return "median";
+    case PREP_IMPUTE_MISSING_CATEGORY:
+        return "missing_category";
+    default:
+        return "mode";
     }
 }
 
@@ -519,7 +526,8 @@ dp_status prep_feature_column_names(const prep_feature *f, cJSON *names) {
         if (f->blank_na) DP_TRY(add_name(names, f->name, "N/A"));
         return DP_OK;
     }
-    for (size_t k = 0; k < f->ncat; k++) DP_TRY(add_name(names, f->name, f->cats[k][0] ? f->cats[k] : "N/A"));
+    for (size_t k = 0; k < f->ncat; k++)
+        DP_TRY(add_name(names, f->name, f->cats[k][0] ? f->cats[k] : "N/A"));
     if (f->missing_col) DP_TRY(add_name(names, f->name, "missing"));
     return DP_OK;
 }
@@ -538,12 +546,13 @@ cJSON *prep_feature_to_json(const prep_feature *f) {
     }
     cJSON *imp = cJSON_CreateObject();
     cJSON_AddStringToObject(imp, "method", impute_name(f->impute));
-    cJSON_AddStringToObject(imp, "source", f->impute == PREP_IMPUTE_MISSING_CATEGORY
-                                               ? "none"
-                                               : origin_name(f->impute_origin));
+    cJSON_AddStringToObject(
+        imp, "source",
+        f->impute == PREP_IMPUTE_MISSING_CATEGORY ? "none" : origin_name(f->impute_origin));
     if (f->kind == PREP_CATEGORICAL) {
         cJSON *cats = cJSON_AddArrayToObject(j, "categories");
-        for (size_t k = 0; k < f->ncat; k++) cJSON_AddItemToArray(cats, cJSON_CreateString(f->cats[k]));
+        for (size_t k = 0; k < f->ncat; k++)
+            cJSON_AddItemToArray(cats, cJSON_CreateString(f->cats[k]));
         cJSON_AddStringToObject(j, "match", f->dict_type ? "integer" : "text");
         if (f->blank_cat >= 0) cJSON_AddNumberToObject(j, "blank_category", f->blank_cat);
         cJSON_AddBoolToObject(j, "missing_category", f->missing_col);

@@ -85,7 +85,8 @@ static void parent_of(const char *path, char *out, size_t cap) {
 dp_status prep_outdir_begin(const char *out, int force, char **tmp) {
     *tmp = NULL;
     size_t n = strlen(out);
-    while (n > 1 && out[n - 1] == '/') n--;
+    while (n > 1 && out[n - 1] == '/')
+        n--;
     if (n == 0) return dp_error(DP_E_USAGE, "the output directory name is empty");
     struct stat st;
     if (lstat(out, &st) == 0) {

@@ -43,8 +43,8 @@ DP_API const char *dp_prep_result_meta(const dp_prep_result *r) {
 }
 
 static const char *const reason_names[DP_PREP_REASONS] = {
-    "valid",       "wrong_field_count", "bad_quoting", "missing_label",    "non_numeric",
-    "out_of_range", "missing_key",      "duplicate_key", "not_in_population"};
+    "valid",        "wrong_field_count", "bad_quoting",   "missing_label",    "non_numeric",
+    "out_of_range", "missing_key",       "duplicate_key", "not_in_population"};
 
 DP_API const char *dp_prep_reason_name(int reason) {
     return reason >= 0 && reason < DP_PREP_REASONS ? reason_names[reason] : "unknown";
@@ -102,10 +102,12 @@ static int in_list(const char *list, const char *name) {
     if (!list) return 0;
     size_t n = strlen(name);
     for (const char *s = list; *s;) {
-        while (*s == ' ') s++;
+        while (*s == ' ')
+            s++;
         const char *e = strchr(s, ',');
         size_t len = e ? (size_t)(e - s) : strlen(s);
-        while (len && s[len - 1] == ' ') len--;
+        while (len && s[len - 1] == ' ')
+            len--;
         if (len == n && memcmp(s, name, n) == 0) return 1;
         if (!e) break;
         s = e + 1;
@@ -185,7 +187,8 @@ static cJSON *task_json(const prep_task *t) {
     cJSON_AddStringToObject(j, "name", t->name);
     cJSON_AddStringToObject(j, "target", t->target);
     cJSON *pos = cJSON_AddArrayToObject(j, "positive");
-    for (size_t k = 0; k < t->npos; k++) cJSON_AddItemToArray(pos, cJSON_CreateString(t->pos[k].text));
+    for (size_t k = 0; k < t->npos; k++)
+        cJSON_AddItemToArray(pos, cJSON_CreateString(t->pos[k].text));
     cJSON_AddStringToObject(j, "population", t->population);
     if (t->pop) {
         cJSON *pop = cJSON_AddArrayToObject(j, "population_values");
@@ -268,7 +271,8 @@ static void run_free(run *r) {
     prep_free_names(r->cols, r->ncols);
     prep_rows_free(&r->rows, r->nfeat);
     prep_engine_free(&r->e);
-    for (size_t k = 0; r->feat && k < r->nfeat; k++) prep_feature_free(&r->feat[k]);
+    for (size_t k = 0; r->feat && k < r->nfeat; k++)
+        prep_feature_free(&r->feat[k]);
     dp_free(r->feat);
     prep_task_free(&r->task);
     prep_free_names(r->na.tok, r->na.n);
@@ -299,7 +303,8 @@ static dp_status no_valid(const run *r) {
         snprintf(what + u, sizeof what - u, "%snot_in_population %llu", *what ? ", " : "",
                  (unsigned long long)r->rows.filtered);
     }
-    return dp_error(DP_E_EMPTY, "%s: no valid record in the population of task %s (%llu rows read: %s%s)",
+    return dp_error(DP_E_EMPTY,
+                    "%s: no valid record in the population of task %s (%llu rows read: %s%s)",
                     r->e.name, r->task.name, (unsigned long long)r->rows.records, what, first);
 }
 
@@ -356,7 +361,8 @@ static dp_status read_input(run *r) {
     DP_TRY(prep_engine_map(&r->e));
     DP_TRY(prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
     if (r->rows.records == 0)
-        return dp_error(DP_E_EMPTY, "%s: no records after the header (expected at least one data line)",
+        return dp_error(DP_E_EMPTY,
+                        "%s: no records after the header (expected at least one data line)",
                         r->e.name);
     if (r->rows.n == 0) return no_valid(r);
     return DP_OK;
@@ -421,7 +427,8 @@ static dp_status encode_and_write(run *r, size_t D, size_t counts[3], size_t pos
         int s = r->split[i];
         float *x = r->X[s] + r->index[i] * D;
         memset(x, 0, D * sizeof *x); /* here, in parallel, rather than a calloc's pass */
-        for (size_t k = 0; k < nf; k++) prep_feature_encode(&r->feat[k], cells[i * nf + k], x);
+        for (size_t k = 0; k < nf; k++)
+            prep_feature_encode(&r->feat[k], cells[i * nf + k], x);
         r->y[s][r->index[i]] = r->rows.label[i];
     }
     r->t_encoded = now();
@@ -459,14 +466,17 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     cJSON *in = cJSON_AddObjectToObject(m, "input");
     cJSON_AddBoolToObject(in, "header", !r->cols_from_option);
     cJSON *cn = cJSON_AddArrayToObject(in, "column_names");
-    for (size_t i = 0; i < r->ncols; i++) cJSON_AddItemToArray(cn, cJSON_CreateString(r->cols[i]));
+    for (size_t i = 0; i < r->ncols; i++)
+        cJSON_AddItemToArray(cn, cJSON_CreateString(r->cols[i]));
     cJSON_AddStringToObject(in, "delimiter", ",");
     cJSON_AddBoolToObject(in, "trim", 1);
     cJSON *na = cJSON_AddArrayToObject(in, "na");
-    for (size_t k = 0; k < r->na.n; k++) cJSON_AddItemToArray(na, cJSON_CreateString(r->na.tok[k]));
+    for (size_t k = 0; k < r->na.n; k++)
+        cJSON_AddItemToArray(na, cJSON_CreateString(r->na.tok[k]));
     cJSON_AddNumberToObject(in, "max_field", (double)r->e.copt.max_field);
     int uses_dict = r->task.target_var != NULL;
-    for (size_t k = 0; k < r->nfeat; k++) uses_dict |= r->feat[k].origin == PREP_FROM_DICTIONARY;
+    for (size_t k = 0; k < r->nfeat; k++)
+        uses_dict |= r->feat[k].origin == PREP_FROM_DICTIONARY;
     if (uses_dict) {
         cJSON *d = cJSON_AddObjectToObject(in, "dictionary");
         cJSON_AddStringToObject(d, "name", "ACS PUMS person record");
@@ -533,7 +543,8 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     }
     cJSON *split = cJSON_AddObjectToObject(m, "split");
     cJSON *fr = cJSON_AddArrayToObject(split, "fractions");
-    for (int s = 0; s < 3; s++) cJSON_AddItemToArray(fr, cJSON_CreateNumber(c->split[s]));
+    for (int s = 0; s < 3; s++)
+        cJSON_AddItemToArray(fr, cJSON_CreateNumber(c->split[s]));
     cJSON_AddStringToObject(split, "method",
                             "stratified by label: largest-remainder sizes per class, "
                             "splitmix64 Fisher-Yates order; rows keep file order within a split");
@@ -541,7 +552,8 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
 
     cJSON *rep = cJSON_AddObjectToObject(m, "report");
     uint64_t ndropped = 0;
-    for (int k = 1; k < DP_PREP_REASONS; k++) ndropped += r->rows.dropped[k];
+    for (int k = 1; k < DP_PREP_REASONS; k++)
+        ndropped += r->rows.dropped[k];
     cJSON_AddNumberToObject(rep, "rows_read", (double)r->rows.records);
     cJSON_AddNumberToObject(rep, "rows_kept", (double)r->rows.n);
     cJSON_AddNumberToObject(rep, "rows_dropped", (double)ndropped);

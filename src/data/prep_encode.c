@@ -95,11 +95,13 @@ DP_API dp_status dp_prep_encode_file(const char *dataset_dir, const char *csv_pa
     memset(&e, 0, sizeof e);
     prep_rows rows;
     memset(&rows, 0, sizeof rows);
-    if (!m || strcmp(cJSON_GetStringValue(get(m, "format")) ? cJSON_GetStringValue(get(m, "format")) : "",
-                     "dpsgd-dataset") != 0 ||
+    if (!m ||
+        strcmp(cJSON_GetStringValue(get(m, "format")) ? cJSON_GetStringValue(get(m, "format")) : "",
+               "dpsgd-dataset") != 0 ||
         cJSON_GetNumberValue(get(m, "version")) != 1) {
-        st = dp_error(DP_E_FORMAT, "%s: not a dpsgd dataset's meta.json (expected \"format\": "
-                                   "\"dpsgd-dataset\", \"version\": 1)",
+        st = dp_error(DP_E_FORMAT,
+                      "%s: not a dpsgd dataset's meta.json (expected \"format\": "
+                      "\"dpsgd-dataset\", \"version\": 1)",
                       path);
         goto done;
     }
@@ -120,7 +122,8 @@ DP_API dp_status dp_prep_encode_file(const char *dataset_dir, const char *csv_pa
     }
     size_t total = 0;
     for (size_t k = 0; k < nfeat; k++) {
-        if ((st = prep_feature_from_json(&feat[k], cJSON_GetArrayItem(fj, (int)k), path))) goto done;
+        if ((st = prep_feature_from_json(&feat[k], cJSON_GetArrayItem(fj, (int)k), path)))
+            goto done;
         if (feat[k].col0 != total) {
             st = dp_error(DP_E_FORMAT, "%s: feature %s does not start at column %zu", path,
                           feat[k].name, total);
@@ -160,7 +163,8 @@ DP_API dp_status dp_prep_encode_file(const char *dataset_dir, const char *csv_pa
     /* the label, where the file has the target column */
     const char *target = cJSON_GetStringValue(get(tj, "target"));
     int have_target = 0;
-    for (size_t i = 0; target && i < ncols; i++) have_target |= !strcmp(cols[i], target);
+    for (size_t i = 0; target && i < ncols; i++)
+        have_target |= !strcmp(cols[i], target);
     if (have_target) {
         task.target = dp_strdup(target);
         if (!task.target) {
@@ -169,9 +173,9 @@ DP_API dp_status dp_prep_encode_file(const char *dataset_dir, const char *csv_pa
         }
         const char *match = cJSON_GetStringValue(get(tj, "target_match"));
         if (match && !strcmp(match, "dictionary"))
-            task.target_var = dp_pums_find(target) ? dp_pums_find(target)
+            task.target_var = dp_pums_find(target)      ? dp_pums_find(target)
                               : !strcmp(target, "RELP") ? prep_relp_var()
-                                                       : NULL;
+                                                        : NULL;
         char **pos = NULL;
         size_t npos = 0;
         if ((st = names_from_json(get(tj, "positive"), &pos, &npos, path))) goto done;
@@ -232,7 +236,8 @@ done:
     prep_free_names(cols, ncols);
     prep_free_names(na.tok, na.n);
     prep_task_free(&task);
-    for (size_t k = 0; feat && k < nfeat; k++) prep_feature_free(&feat[k]);
+    for (size_t k = 0; feat && k < nfeat; k++)
+        prep_feature_free(&feat[k]);
     dp_free(feat);
     cJSON_Delete(m);
     return st;

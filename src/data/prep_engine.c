@@ -23,12 +23,14 @@
 
 static uint64_t fnv1a(const char *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
     return h;
 }
 
 static void interner_free(prep_interner *in) {
-    for (size_t i = 0; i < in->n; i++) dp_free(in->str[i]);
+    for (size_t i = 0; i < in->n; i++)
+        dp_free(in->str[i]);
     dp_free(in->str);
     dp_free(in->tab);
     dp_free(in->hash);
@@ -42,7 +44,8 @@ static dp_status interner_grow(prep_interner *in) {
     for (size_t i = 0; i < in->tcap; i++) {
         if (!in->tab[i]) continue;
         size_t j = in->hash[in->tab[i] - 1] & (cap - 1);
-        while (tab[j]) j = (j + 1) & (cap - 1);
+        while (tab[j])
+            j = (j + 1) & (cap - 1);
         tab[j] = in->tab[i];
     }
     dp_free(in->tab);
@@ -85,7 +88,8 @@ static dp_status intern(prep_interner *in, const char *p, size_t n, int32_t *id)
 /* ---- header ---- */
 
 void prep_free_names(char **names, size_t n) {
-    for (size_t i = 0; names && i < n; i++) dp_free(names[i]);
+    for (size_t i = 0; names && i < n; i++)
+        dp_free(names[i]);
     dp_free(names);
 }
 
@@ -110,7 +114,8 @@ dp_status prep_read_header(csv_chunker *ck, csv_chunk *first, const dp_csv_optio
             st = dp_error(DP_E_NOMEM, "%s: out of memory for the header", name);
             goto done;
         }
-        for (size_t i = 0; i < cap; i++) slot[i] = (int32_t)i;
+        for (size_t i = 0; i < cap; i++)
+            slot[i] = (int32_t)i;
         csv_parser ps;
         csv_parser_init(&ps, o, slot, cap);
         for (;;) { /* blank lines before the header are skipped */
@@ -191,7 +196,8 @@ dp_status prep_engine_map(prep_engine *e) {
     e->u_feat = dp_malloc((e->nfeat + 1) * sizeof *e->u_feat);
     if (!e->slot || !e->used_name || !e->u_feat)
         return dp_error(DP_E_NOMEM, "out of memory for the column map");
-    for (size_t i = 0; i < e->ncols; i++) e->slot[i] = -1;
+    for (size_t i = 0; i < e->ncols; i++)
+        e->slot[i] = -1;
     e->nused = 0;
     e->u_target = e->task ? use(e, e->task->target) : -1;
     for (size_t k = 0; k < e->nfeat; k++) {
@@ -263,7 +269,8 @@ static int arena_put(chunk_out *o, const char *p, size_t n, int32_t *off) {
     if (need > INT32_MAX) return 0;
     if (need > o->acap) {
         size_t cap = o->acap ? 2 * o->acap : 4096;
-        while (cap < need) cap *= 2;
+        while (cap < need)
+            cap *= 2;
         char *a = dp_realloc(o->arena, cap);
         if (!a) return 0;
         o->arena = a;
@@ -307,10 +314,13 @@ static void note_first(chunk_out *o, int reason, const char *rec, uint64_t line,
 }
 
 static const char *what_expected(const prep_feature *f, int reason) {
-    if (reason == DP_PREP_NON_NUMERIC) return f->integer || f->dict_type ? "expected an integer code" : "expected a number";
+    if (reason == DP_PREP_NON_NUMERIC)
+        return f->integer || f->dict_type ? "expected an integer code" : "expected a number";
     if (f->kind == PREP_CATEGORICAL)
-        return f->dict_type ? "expected a code of the dictionary" : "expected one of the listed categories";
-    return f->nspans ? "expected a value of the dictionary's ranges" : "expected a value within the range";
+        return f->dict_type ? "expected a code of the dictionary"
+                            : "expected one of the listed categories";
+    return f->nspans ? "expected a value of the dictionary's ranges"
+                     : "expected a value within the range";
 }
 
 static void process_chunk(const prep_engine *e, const csv_chunk *c, chunk_out *o, worker *w,
@@ -462,7 +472,8 @@ static void process_chunk(const prep_engine *e, const csv_chunk *c, chunk_out *o
 static dp_status rows_reserve(prep_rows *r, size_t nf, size_t more) {
     if (r->n + more <= r->cap) return DP_OK;
     size_t cap = r->cap ? r->cap : 4096;
-    while (cap < r->n + more) cap *= 2;
+    while (cap < r->n + more)
+        cap *= 2;
     prep_cell *c = dp_realloc(r->cells, cap * (nf + 1) * sizeof *c);
     if (c) r->cells = c;
     int32_t *l = dp_realloc(r->label, cap * sizeof *l);
@@ -490,7 +501,8 @@ static int key_insert(prep_rows *r, uint64_t key, uint64_t line, uint64_t *first
         for (size_t i = 0; i < r->kcap; i++) {
             if (!r->keys[i]) continue;
             size_t j = (r->keys[i] * 0x9e3779b97f4a7c15ULL) >> 20 & (cap - 1);
-            while (k[j]) j = (j + 1) & (cap - 1);
+            while (k[j])
+                j = (j + 1) & (cap - 1);
             k[j] = r->keys[i];
             l[j] = r->key_line[i];
         }
@@ -523,11 +535,14 @@ static dp_status merge(const prep_engine *e, const csv_chunk *c, chunk_out *o, p
         r->dropped[k] += o->dropped[k];
         if (!r->first[k].have && o->first[k].have) r->first[k] = o->first[k];
     }
-    for (size_t k = 0; k < DP_PREP_REASONS * e->nused; k++) r->dropped_col[k] += o->dropped_col[k];
-    for (size_t k = 0; k < e->nused; k++) r->missing[k] += o->missing[k];
+    for (size_t k = 0; k < DP_PREP_REASONS * e->nused; k++)
+        r->dropped_col[k] += o->dropped_col[k];
+    for (size_t k = 0; k < e->nused; k++)
+        r->missing[k] += o->missing[k];
     DP_TRY(rows_reserve(r, nf, o->n));
     int inferred = 0;
-    for (size_t k = 0; k < nf; k++) inferred |= e->feat[k].inferred;
+    for (size_t k = 0; k < nf; k++)
+        inferred |= e->feat[k].inferred;
     for (size_t i = 0; i < o->n; i++) {
         if (e->keyed && !e->predict) {
             uint64_t seen = 0;
@@ -577,7 +592,8 @@ void prep_rows_free(prep_rows *r, size_t nfeat) {
     dp_free(r->missing);
     dp_free(r->keys);
     dp_free(r->key_line);
-    for (size_t k = 0; r->strings && k < nfeat; k++) interner_free(&r->strings[k]);
+    for (size_t k = 0; r->strings && k < nfeat; k++)
+        interner_free(&r->strings[k]);
     dp_free(r->strings);
     memset(r, 0, sizeof *r);
 }
@@ -666,9 +682,11 @@ dp_status prep_engine_run(const prep_engine *e, csv_chunker *ck, csv_chunk *firs
             }
             int t = omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
-            for (int i = 0; i < a->n; i++) process_chunk(e, &a->ch[i], &a->out[i], &w[t], &ps[t]);
+            for (int i = 0; i < a->n; i++)
+                process_chunk(e, &a->ch[i], &a->out[i], &w[t], &ps[t]);
         }
-        for (int i = 0; i < a->n && st == DP_OK; i++) st = merge(e, &a->ch[i], &a->out[i], r);
+        for (int i = 0; i < a->n && st == DP_OK; i++)
+            st = merge(e, &a->ch[i], &a->out[i], r);
         if (st) goto done;
         if (rst) {
             st = dp_error(rst, "%s", rmsg);

@@ -59,9 +59,9 @@ typedef struct prep_feature {
     size_t ncat;
     long long *cat_int; /* integer value of cats[k], when cat_is_int[k] */
     uint8_t *cat_is_int;
-    int blank_cat;     /* index of "" or -1 */
-    int missing_col;   /* a "missing" column after the categories */
-    int32_t *lut;      /* integer value lut_lo + j -> category index or -1 */
+    int blank_cat;   /* index of "" or -1 */
+    int missing_col; /* a "missing" column after the categories */
+    int32_t *lut;    /* integer value lut_lo + j -> category index or -1 */
     long long lut_lo;
     size_t lut_n;
     /* numeric */
@@ -123,19 +123,19 @@ typedef struct prep_value {
 } prep_value;
 
 typedef struct prep_task {
-    char *name;        /* "unemployment", "employment", "custom" */
-    char *target;      /* column name */
+    char *name;                    /* "unemployment", "employment", "custom" */
+    char *target;                  /* column name */
     const dp_pums_var *target_var; /* the dictionary's, or NULL (text comparison) */
-    prep_value *pos;   /* target values labelled 1 */
+    prep_value *pos;               /* target values labelled 1 */
     size_t npos;
-    prep_value *pop;   /* target values in the population; NULL = every valid value */
+    prep_value *pop; /* target values in the population; NULL = every valid value */
     size_t npop;
-    char *population;  /* in words */
+    char *population; /* in words */
     char *classes[2];
-    char **features;   /* feature columns */
+    char **features; /* feature columns */
     size_t nfeat;
     const dp_pums_var **feature_vars; /* dictionary variable of each (NULL outside it) */
-    int key;           /* SERIALNO and SPORDER are both in the file: duplicates are dropped */
+    int key; /* SERIALNO and SPORDER are both in the file: duplicates are dropped */
 } prep_task;
 
 /* Build the task from the config and the header (column names), resolving
@@ -194,20 +194,20 @@ typedef struct prep_interner {
 typedef struct prep_engine {
     const char *name; /* the source, for messages */
     dp_csv_options copt;
-    size_t ncols;     /* fields per record (header columns) */
-    char **colnames;  /* [ncols] */
-    int32_t *slot;    /* [ncols]: column -> used index or -1 */
+    size_t ncols;    /* fields per record (header columns) */
+    char **colnames; /* [ncols] */
+    int32_t *slot;   /* [ncols]: column -> used index or -1 */
     size_t nused;
-    const char **used_name; /* [nused] */
+    const char **used_name;          /* [nused] */
     int u_target, u_serial, u_spord; /* used indices, -1 when not used */
     int *u_feat;                     /* [nfeat] */
     prep_feature *feat;
     size_t nfeat;
     const prep_task *task; /* NULL: no target (predict on a file without it) */
     prep_na na;
-    int predict;    /* keep every record in order with its reason; no population, no keys */
-    int keyed;      /* drop duplicate SERIALNO+SPORDER */
-    int threads;    /* >= 1 */
+    int predict; /* keep every record in order with its reason; no population, no keys */
+    int keyed;   /* drop duplicate SERIALNO+SPORDER */
+    int threads; /* >= 1 */
     size_t chunk_bytes;
 } prep_engine;
 

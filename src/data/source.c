@@ -97,9 +97,12 @@ static void z_free(voidpf opaque, voidpf p) {
 
 DP_API const char *dp_source_kind_name(dp_source_kind kind) {
     switch (kind) {
-    case DP_SOURCE_PLAIN: return "plain";
-    case DP_SOURCE_GZIP: return "gzip";
-    case DP_SOURCE_ZIP: return "zip";
+    case DP_SOURCE_PLAIN:
+        return "plain";
+    case DP_SOURCE_GZIP:
+        return "gzip";
+    case DP_SOURCE_ZIP:
+        return "zip";
     }
     return "unknown";
 }
@@ -215,8 +218,9 @@ static dp_status open_zip(dp_source *s) {
         }
     }
     if (ncsv == 0)
-        return dp_error(DP_E_FORMAT, "%s: the zip archive holds no .csv file (found: %s); expected one",
-                        s->path, *others ? others : "nothing");
+        return dp_error(DP_E_FORMAT,
+                        "%s: the zip archive holds no .csv file (found: %s); expected one", s->path,
+                        *others ? others : "nothing");
     if (ncsv > 1)
         return dp_error(DP_E_FORMAT,
                         "%s: the zip archive holds %lld .csv files (%s); expected one: extract the "
@@ -405,8 +409,12 @@ DP_API dp_status dp_source_read(dp_source *s, void *buf, size_t cap, size_t *got
     if (cap == 0 || s->done) return DP_OK;
     dp_status st;
     switch (s->kind) {
-    case DP_SOURCE_GZIP: st = read_gzip(s, buf, cap, got); break;
-    case DP_SOURCE_ZIP: st = read_zip(s, buf, cap, got); break;
+    case DP_SOURCE_GZIP:
+        st = read_gzip(s, buf, cap, got);
+        break;
+    case DP_SOURCE_ZIP:
+        st = read_zip(s, buf, cap, got);
+        break;
     default:
         st = read_raw(s, buf, cap, got);
         if (st == DP_OK && *got == 0) s->done = 1;

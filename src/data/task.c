@@ -20,12 +20,18 @@ typedef struct builtin {
  * they do (docs/prep.md says why WKHP, COW and income are left out: they
  * describe the job, so they partly restate the label). */
 static const builtin builtins[] = {
-    {"unemployment", "ESR", "3", "1,2,3,4,5",
+    {"unemployment",
+     "ESR",
+     "3",
+     "1,2,3,4,5",
      "people in the labour force (ESR 1-5: employed, at work or not, civilian or armed forces, "
      "and unemployed)",
      {"employed", "unemployed"},
      {"AGEP", "SCHL", "MAR", "SEX", "RAC1P", "HISP", "DIS", "CIT", "NATIVITY", "MIL", NULL}},
-    {"employment", "ESR", "1", NULL,
+    {"employment",
+     "ESR",
+     "1",
+     NULL,
      "every person, as folktables' ACSEmployment (no age filter; a blank ESR, under 16, is "
      "label 0)",
      {"not employed", "employed"},
@@ -55,7 +61,7 @@ static const dp_pums_code relp_codes[] = {
     {"16", "16", "Institutionalized group quarters population", 0},
     {"17", "17", "Noninstitutionalized group quarters population", 0},
 };
-static const dp_pums_var relp_var = {"RELP", 'C', 2, "Relationship (dictionaries to 2018)",
+static const dp_pums_var relp_var = {"RELP",     'C', 2, "Relationship (dictionaries to 2018)",
                                      relp_codes, 18};
 
 const dp_pums_var *prep_relp_var(void) {
@@ -68,8 +74,10 @@ static const dp_pums_var *dictionary_var(const char *name) {
 }
 
 static char *trimmed_dup(const char *s, size_t n) {
-    while (n && (*s == ' ' || *s == '\t')) s++, n--;
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
     char *d = dp_malloc(n + 1);
     if (d) {
         memcpy(d, s, n);
@@ -79,7 +87,8 @@ static char *trimmed_dup(const char *s, size_t n) {
 }
 
 void prep_values_free(prep_value *v, size_t n) {
-    for (size_t i = 0; v && i < n; i++) dp_free(v[i].text);
+    for (size_t i = 0; v && i < n; i++)
+        dp_free(v[i].text);
     dp_free(v);
 }
 
@@ -87,7 +96,8 @@ dp_status prep_values_parse(const char *list, prep_value **out, size_t *n, const
     *out = NULL;
     *n = 0;
     size_t cap = 1;
-    for (const char *s = list; *s; s++) cap += *s == ',';
+    for (const char *s = list; *s; s++)
+        cap += *s == ',';
     prep_value *v = dp_calloc(cap, sizeof *v);
     if (!v) return dp_error(DP_E_NOMEM, "out of memory for %s", what);
     const char *s = list;
@@ -160,7 +170,8 @@ void prep_task_free(prep_task *t) {
     dp_free(t->population);
     dp_free(t->classes[0]);
     dp_free(t->classes[1]);
-    for (size_t i = 0; i < t->nfeat; i++) dp_free(t->features[i]);
+    for (size_t i = 0; i < t->nfeat; i++)
+        dp_free(t->features[i]);
     dp_free(t->features);
     dp_free(t->feature_vars);
     memset(t, 0, sizeof *t);
@@ -221,15 +232,19 @@ dp_status prep_task_build(prep_task *t, const dp_prep_config *c, char **cols, si
                             "custom task with --target, --positive and --features)",
                             c->task);
         if (custom)
-            return dp_error(DP_E_USAGE, "--task %s cannot be combined with --target, --positive "
-                                        "or --features (they define a custom task)",
+            return dp_error(DP_E_USAGE,
+                            "--task %s cannot be combined with --target, --positive "
+                            "or --features (they define a custom task)",
                             c->task);
     } else if (!custom) {
         b = &builtins[0];
     } else if (!c->target || !c->positive || !c->features) {
-        return dp_error(DP_E_USAGE, "a custom task needs --target, --positive and --features "
-                                    "(missing %s)",
-                        !c->target ? "--target" : !c->positive ? "--positive" : "--features");
+        return dp_error(DP_E_USAGE,
+                        "a custom task needs --target, --positive and --features "
+                        "(missing %s)",
+                        !c->target     ? "--target"
+                        : !c->positive ? "--positive"
+                                       : "--features");
     }
     dp_status st;
     char missing[1024] = "";
@@ -237,7 +252,7 @@ dp_status prep_task_build(prep_task *t, const dp_prep_config *c, char **cols, si
 #define NOTE_MISSING(name)                                                                         \
     do {                                                                                           \
         size_t u_ = strlen(missing);                                                               \
-        snprintf(missing + u_, sizeof missing - u_, "%s'%s'", nmissing++ ? ", " : "", name);      \
+        snprintf(missing + u_, sizeof missing - u_, "%s'%s'", nmissing++ ? ", " : "", name);       \
     } while (0)
     if (b) {
         if ((st = set_str(&t->name, b->name)) || (st = set_str(&t->target, b->target)) ||
