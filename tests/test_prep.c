@@ -363,6 +363,15 @@ Test(prep, uci_adult_equals_python_reference_and_its_published_counts) {
     }
     cr_assert_eq(n, 32561);
     cr_assert_eq(pos, 7841);
+    /* the header-less file encodes again with the dataset's recorded settings */
+    dp_prep_encoded enc;
+    cr_assert_eq(dp_prep_encode_file(out, path, 2, &enc), DP_OK, "%s", dp_last_error());
+    cr_assert_eq(enc.n, 32561);
+    cr_assert_eq(enc.n_valid, 32561);
+    size_t yes = 0;
+    for (size_t i = 0; i < enc.n; i++) yes += enc.y[i] == 1;
+    cr_assert_eq(yes, 7841);
+    dp_prep_encoded_free(&enc);
     dp_prep_result_free(res);
 }
 
