@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core/dp_internal.h"
 #include "dpsgd/source.h"
 #include "testutil.h"
@@ -224,4 +225,50 @@ Test(source, truncated_and_corrupt_zip_are_refused) {
 Test(source, missing_file_and_directory_are_io_errors) {
     expect_open_error(path_in("nope.csv"), DP_E_IO, "No such file");
     expect_open_error(dir, DP_E_IO, "is a directory");
+}
+
+/* Files of 8 MiB and more are hashed by a thread of their own: the same
+ * digest, an early close that does not hang, and a file cut while it is
+ * read either hashed as read or refused as changed, never hashed wrong. */
+Test(source, large_files_hashed_beside_the_reader) {
+    uint64_t rng = tu_seed();
+    size_t n = (size_t)20 << 20;
+    char *t = random_text(&rng, n);
+    char *p = path_in("large.csv");
+    cr_assert_eq(tu_write_file(p, t, n), 0);
+    check_roundtrip(p, t, n, DP_SOURCE_PLAIN);
+    sh("gzip -1 -c '%s' > '%s.gz'", p, p);
+    char gz[4200];
+    snprintf(gz, sizeof gz, "%s.gz", p);
+    check_roundtrip(gz, t, n, DP_SOURCE_GZIP);
+    for (int k = 0; k < 20; k++) { /* closed early, at once or after a little */
+        dp_source *s;
+        cr_assert_eq(dp_source_open(p, &s), DP_OK);
+        char buf[4096];
+        size_t got;
+        if (k % 2) cr_assert_eq(dp_source_read(s, buf, sizeof buf, &got), DP_OK);
+        dp_source_close(s);
+    }
+    dp_source *s;
+    cr_assert_eq(dp_source_open(p, &s), DP_OK);
+    cr_assert_eq(truncate(p, (off_t)(n / 2)), 0);
+    static char buf[1 << 20];
+    size_t got, total = 0;
+    dp_status st;
+    do {
+        st = dp_source_read(s, buf, sizeof buf, &got);
+        total += got;
+    } while (st == DP_OK && got);
+    if (st == DP_OK) {
+        char hex[65], want[65];
+        cr_assert_eq(dp_source_sha256(s, hex), DP_OK);
+        sha256sum(p, want);
+        cr_assert_str_eq(hex, want, "a file cut while read is hashed as it was read");
+        cr_assert_eq(total, n / 2);
+    } else {
+        cr_assert_eq(st, DP_E_IO, "%s", dp_last_error());
+        cr_assert(strstr(dp_last_error(), "changed while it was read"), "%s", dp_last_error());
+    }
+    dp_source_close(s);
+    free(t);
 }

@@ -51,8 +51,8 @@ static const cli_opt opts[] = {
     {"stats", O_STATS, "SOURCE", "public (default), exact (from the data: not private), dp"},
     {"seed", O_SEED, "S", "seed of the split (default 0)"},
     {"threads", O_THREADS, "T",
-     "parse threads (default: all cores); the output does not "
-     "depend on it"},
+     "parse threads (default: all cores; one more hashes the input); "
+     "the output does not depend on it"},
     {"max-field", O_MAX_FIELD, "BYTES", "longest field accepted (default 1048576)"},
     {"force", O_FORCE, NULL, "replace an existing dataset (once the new one is complete)"},
     {"quiet", O_QUIET, NULL, "print nothing on success"},

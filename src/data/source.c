@@ -2,13 +2,16 @@
  * source.c: input bytes from a plain file, a gzip stream (zlib inflate with
  * gzip framing, members concatenated as `cat a.gz b.gz` makes them) or the one
  * CSV member of a zip archive (libzip, which also checks the member's CRC).
- * The file's own bytes are hashed with SHA-256 while they are read, so
- * recording the input's identity costs no second pass: with OpenSSL's
- * libcrypto where the build found it (it uses the CPU's SHA instructions;
- * bench/prep shows the hash is prep's bottleneck), else with libsodium.
+ * The file's own bytes are hashed with SHA-256 for meta.json: with OpenSSL's
+ * libcrypto where the build found it (the CPU's SHA instructions), else
+ * libsodium. bench/prep shows the hash is prep's bottleneck, so for a large
+ * regular file a thread of its own reads and hashes the file beside the
+ * parse (from the page cache the second read is cheap); a stream (standard
+ * input) is hashed as it is read.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 #include <strings.h>
@@ -22,7 +25,7 @@
 #include "core/dp_internal.h"
 #include "dpsgd/source.h"
 
-enum { GZ_INBUF = 1 << 18 };
+enum { GZ_INBUF = 1 << 18, HASH_THREAD_MIN = 8 << 20 };
 
 /* SHA-256 of a stream: the two implementations behind one small interface. */
 typedef struct hasher {
@@ -68,9 +71,10 @@ static void hash_free(hasher *h) {
 struct dp_source {
     dp_source_kind kind;
     char *path;
-    char *name; /* path, or path:member for a zip */
-    int fd;     /* plain and gzip; -1 for zip */
-    int own_fd; /* 0 for standard input */
+    char *name;  /* path, or path:member for a zip */
+    int fd;      /* plain and gzip; -1 for zip */
+    int own_fd;  /* 0 for standard input */
+    int regular; /* a regular file (so a second reader sees the same bytes) */
     uint64_t file_bytes, in_bytes, out_bytes;
     unsigned char peek[4];
     size_t npeek, peek_pos; /* bytes read for the magic, not yet handed on */
@@ -79,6 +83,13 @@ struct dp_source {
     hasher hash;
     unsigned char digest[32];
     int hashed;
+    /* the hashing thread (hthread: running or not yet joined) */
+    pthread_t hth;
+    int hthread, hstop;
+    dp_status hstatus;
+    uint64_t hbytes;
+    unsigned char hdigest[32];
+    char hmsg[512];
     /* gzip */
     z_stream z;
     int z_init, member_done;
@@ -105,6 +116,63 @@ DP_API const char *dp_source_kind_name(dp_source_kind kind) {
         return "zip";
     }
     return "unknown";
+}
+
+/* The hashing thread: its own descriptor, its own buffer, nothing shared
+ * with the reader but the result fields, read only after pthread_join. */
+static void *hash_thread(void *arg) {
+    dp_source *s = arg;
+    s->hstatus = DP_E_IO;
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    unsigned char *buf = dp_malloc(1 << 20);
+    hasher h;
+    memset(&h, 0, sizeof h);
+    if (fd < 0 || !buf || !hash_init(&h)) {
+        snprintf(s->hmsg, sizeof s->hmsg, "%s: cannot read for the SHA-256: %s", s->path,
+                 fd < 0 ? strerror(errno) : "out of memory");
+        if (fd >= 0) close(fd);
+        dp_free(buf);
+        hash_free(&h);
+        return NULL;
+    }
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (;;) {
+        if (__atomic_load_n(&s->hstop, __ATOMIC_RELAXED)) break;
+        ssize_t r = read(fd, buf, 1 << 20);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            snprintf(s->hmsg, sizeof s->hmsg, "%s: cannot read: %s", s->path, strerror(errno));
+            break;
+        }
+        if (r == 0) {
+            hash_final(&h, s->hdigest);
+            s->hstatus = DP_OK;
+            break;
+        }
+        hash_update(&h, buf, (size_t)r);
+        s->hbytes += (uint64_t)r;
+    }
+    hash_free(&h);
+    dp_free(buf);
+    close(fd);
+    return NULL;
+}
+
+/* Wait for the hashing thread; at the end of the data its digest becomes
+ * the source's, provided it hashed as many bytes as were read. */
+static dp_status hash_join(dp_source *s, int at_end) {
+    if (!s->hthread) return DP_OK;
+    if (!at_end) __atomic_store_n(&s->hstop, 1, __ATOMIC_RELAXED);
+    pthread_join(s->hth, NULL);
+    s->hthread = 0;
+    if (!at_end) return DP_OK;
+    if (s->hstatus != DP_OK) return dp_error(s->hstatus, "%s", s->hmsg);
+    if (s->hbytes != s->in_bytes)
+        return dp_error(DP_E_IO, "%s: the file changed while it was read (%llu bytes, then %llu)",
+                        s->path, (unsigned long long)s->in_bytes, (unsigned long long)s->hbytes);
+    memcpy(s->digest, s->hdigest, sizeof s->digest);
+    s->hashed = 1;
+    return DP_OK;
 }
 
 /* read(2) that retries on EINTR and fills as much as it can. */
@@ -136,13 +204,17 @@ static dp_status read_raw(dp_source *s, void *buf, size_t cap, size_t *got) {
         size_t r;
         DP_TRY(read_fd(s, (char *)buf + n, cap - n, &r));
         if (r == 0) s->in_eof = 1;
-        hash_update(&s->hash, (unsigned char *)buf + n, r);
+        if (!s->hthread) hash_update(&s->hash, (unsigned char *)buf + n, r);
         s->in_bytes += r;
         n += r;
     }
     if (s->in_eof && s->peek_pos == s->npeek && !s->hashed) {
-        hash_final(&s->hash, s->digest);
-        s->hashed = 1;
+        if (s->hthread) {
+            DP_TRY(hash_join(s, 1));
+        } else {
+            hash_final(&s->hash, s->digest);
+            s->hashed = 1;
+        }
         if (!s->own_fd) s->file_bytes = s->in_bytes;
     }
     *got = n;
@@ -277,6 +349,7 @@ DP_API dp_status dp_source_open(const char *path, dp_source **out) {
             goto fail;
         }
         s->file_bytes = (uint64_t)sb.st_size;
+        s->regular = S_ISREG(sb.st_mode);
         (void)posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     size_t got;
@@ -312,6 +385,9 @@ DP_API dp_status dp_source_open(const char *path, dp_source **out) {
     } else {
         s->kind = DP_SOURCE_PLAIN;
     }
+    if (s->regular && s->file_bytes >= HASH_THREAD_MIN && s->kind != DP_SOURCE_ZIP &&
+        pthread_create(&s->hth, NULL, hash_thread, s) == 0)
+        s->hthread = 1; /* (if no thread can start, the reader hashes) */
     *out = s;
     return DP_OK;
 fail:
@@ -323,6 +399,7 @@ DP_API void dp_source_close(dp_source *s) {
     if (!s) return;
     if (s->zf) zip_fclose(s->zf);
     if (s->za) zip_discard(s->za);
+    hash_join(s, 0);
     if (s->z_init) inflateEnd(&s->z);
     hash_free(&s->hash);
     if (s->fd >= 0 && s->own_fd) close(s->fd);
