@@ -3,7 +3,7 @@
 # missing. Idempotent and silent when everything is present; run by `make`.
 set -e
 PKGS="cmake make gcc pkg-config libopenblas-dev libopenmpi-dev openmpi-bin zlib1g-dev
-libzip-dev libcjson-dev libsodium-dev libfftw3-dev libcriterion-dev python3 python3-numpy zip"
+libzip-dev libcjson-dev libsodium-dev libfftw3-dev libcriterion-dev libssl-dev python3 python3-numpy zip"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
