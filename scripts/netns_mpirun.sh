@@ -12,7 +12,12 @@
 #    packets across the veths and the bridge: each message then costs ~8 ms
 #    (two ticks at HZ=250) instead of ~40 us;
 #  - btl_tcp_links 2: two TCP connections per peer pair; with one, a
-#    sendrecv under a tbf limit gets half the rate in each direction;
+#    sendrecv under a tbf limit gets half the rate in each direction. But
+#    with SEVERAL RANKS PER HOST set OMPI_MCA_btl_tcp_links=1: Open MPI
+#    4.1.4's multi-link TCP hangs there now and then (check_allreduce on
+#    --host h1:2,h2:2,h3:2,h4:2 hung in 6 of 20 runs with 2 links, 0 of 20
+#    with 1; ranks stuck in different collectives, a message never
+#    delivered; cf. open-mpi/ompi#8498), and never hung with one rank per host;
 #  - pml ob1 without ucx: starts faster, and keeps UCX off these links;
 #  - --bind-to none: the hosts' "cores" are the same two cores.
 # The settings are given as OMPI_MCA_* variables unless already set, so that
