@@ -5,8 +5,8 @@
 # mpirun itself runs inside h1 (hostname h1, so h1 is its local node) and
 # starts the daemons of the other hosts through scripts/netns_agent.sh instead
 # of ssh. Ranks on one host talk over shared memory (vader), ranks on
-# different hosts over TCP on 10.99.0.0/24 only. Settings, all measured in
-# ../shared/probes/mpi/FINDINGS.md section 3:
+# different hosts over TCP on 10.99.0.0/24 only. Settings, measured in
+# ../shared/probes/mpi/FINDINGS.md section 3 (the multi-link hang, here):
 #  - mpi_yield_when_idle 1 is REQUIRED: every host shares this machine's two
 #    cores, and ranks that busy-poll starve the softirq work that carries
 #    packets across the veths and the bridge: each message then costs ~8 ms
