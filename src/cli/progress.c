@@ -1,8 +1,8 @@
 /*
  * progress.c: the training progress display (see progress.h). A terminal
  * gets one bar per epoch, redrawn in place with '\r' at most 10 times a
- * second; a pipe or file gets a plain line every 10% of an epoch or every
- * 10 seconds, whichever comes first, so logs stay readable.
+ * second; a pipe or file gets a plain line every 10% of an epoch (at most
+ * one a second) and at least every 10 seconds, so logs stay readable.
  */
 #include "cli/progress.h"
 #include <math.h>
@@ -89,8 +89,11 @@ void progress_step(progress *p, uint64_t step, uint64_t steps, uint64_t epoch, u
         return;
     }
     uint64_t every = steps_per_epoch / 10 ? steps_per_epoch / 10 : 1;
-    if (!force && step - p->last_line_step < every && t - p->t_last_draw < 10 && step != steps)
-        return;
+    /* A line per 10% of an epoch, but at most one a second (fast runs would
+     * otherwise flood a log), and at least one every 10 s. */
+    int due = (step - p->last_line_step >= every && t - p->t_last_draw >= 1.0) ||
+              t - p->t_last_draw >= 10;
+    if (!force && !due && step != steps) return;
     p->last_line_step = step;
     p->t_last_draw = t;
     fprintf(p->f,
