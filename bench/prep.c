@@ -120,9 +120,9 @@ static int job_prep(void *arg, double *pw) {
         return 1;
     }
     cJSON *m = cJSON_Parse(dp_prep_result_meta(res));
-    cJSON *ph = cJSON_GetObjectItem(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(m, "report"), "seconds_by_phase"),
-        "read_parse_validate");
+    cJSON *ph =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "run"), "seconds_by_phase"),
+                            "read_parse_validate");
     *pw = cJSON_GetNumberValue(ph);
     cJSON_Delete(m);
     dp_prep_result_free(res);

@@ -16,6 +16,7 @@
 #define DPSGD_PREP_H
 #include <stddef.h>
 #include <stdint.h>
+#include "comm.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -78,6 +79,17 @@ typedef struct dp_prep_result dp_prep_result;
  * or duplicate columns), DP_E_EMPTY (no record, or no valid one), DP_E_EXISTS,
  * DP_E_UNSUPPORTED (stats dp). */
 DP_API dp_status dp_prep_run(const dp_prep_config *config, dp_prep_result **out);
+/* The same on every rank of comm (collective; comm NULL: this process alone,
+ * exactly dp_prep_run): a plain file is read by byte ranges, one per rank,
+ * cut at record boundaries (a .gz, .zip or standard input by rank 0 alone);
+ * counts, duplicate keys and statistics are combined across ranks; each rank
+ * writes its rows' slices of the arrays, rank 0 meta.json. The dataset
+ * equals the one-process one byte for byte, but for meta.json's last object
+ * "run" (ranks, threads, timings). Every rank returns the same status (the
+ * lowest failing rank's, its message prefixed "rank K: "), and on success
+ * *out holds meta.json's text on every rank. */
+DP_API dp_status dp_prep_run_dist(const dp_prep_config *config, dp_comm *comm,
+                                  dp_prep_result **out);
 DP_API void dp_prep_result_free(dp_prep_result *r);
 /* The meta.json text that was written (it holds the quality report under
  * "report" and warnings under "warnings"). Owned by the result. */

@@ -4,10 +4,17 @@
  * (rows read, kept, dropped by reason with the first example of each,
  * missing and imputed per column, label balance per split, time) on stdout,
  * read back from the meta.json that was written, so the two cannot disagree.
+ * Under `mpirun -np R` every rank reads its share of the input
+ * (dp_prep_run_dist); rank 0 alone prints, errors included (all ranks fail
+ * together with the same message).
  */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "dpsgd/comm.h"
 #include "dpsgd/prep.h"
 
 enum {
@@ -86,7 +93,8 @@ static void pct_line(const char *what, double n, double of, const char *tail) {
 
 static void print_report(const cJSON *m, const char *out) {
     const cJSON *rep = obj(m, "report"), *src = obj(m, "source"), *task = obj(m, "task");
-    double read = num(rep, "rows_read"), secs = num(rep, "seconds");
+    const cJSON *run = obj(m, "run");
+    double read = num(rep, "rows_read"), secs = num(run, "seconds");
     double mb = num(src, "text_bytes") / 1e6;
     printf("%s (%s, %.1f MB, sha256 %.16s...)\n", cJSON_GetStringValue(obj(src, "name")),
            cJSON_GetStringValue(obj(src, "kind")), num(src, "bytes") / 1e6,
@@ -143,15 +151,80 @@ static void print_report(const cJSON *m, const char *out) {
            cJSON_GetArraySize(obj(m, "features")), (int)num(m, "n_features"),
            cJSON_GetStringValue(obj(st, "source")),
            cJSON_IsTrue(obj(st, "private")) ? "private: none from the data" : "NOT private");
-    printf("wrote %s in %.2f s (%.0f rows/s, %.1f MB/s)\n", out, secs, secs > 0 ? read / secs : 0,
-           secs > 0 ? mb / secs : 0);
+    int ranks = (int)num(run, "ranks");
+    char on[64] = "";
+    if (ranks > 1) snprintf(on, sizeof on, " on %d ranks", ranks);
+    printf("wrote %s in %.2f s%s (%.0f rows/s, %.1f MB/s)\n", out, secs, on,
+           secs > 0 ? read / secs : 0, secs > 0 ? mb / secs : 0);
 }
 
+/* Ranks other than 0 parse the same argv: their copies of help and usage
+ * errors go to /dev/null (fds keeps stdout and stderr to restore). */
+static void mute(int on, int fds[2]) {
+    fflush(stdout);
+    fflush(stderr);
+    if (on) {
+        int null = open("/dev/null", O_WRONLY);
+        fds[0] = dup(1);
+        fds[1] = dup(2);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+            close(null);
+        }
+    } else if (fds[0] >= 0) {
+        dup2(fds[0], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+    }
+}
+
+typedef struct prep_args {
+    dp_prep_config cfg;
+    const char *ranges[MAX_SPECS], *cats[MAX_SPECS];
+    int quiet, json, help;
+} prep_args;
+
+static int parse(int argc, char **argv, prep_args *a);
+static int prep(dp_comm *comm, prep_args *a);
+
 int cmd_prep(int argc, char **argv) {
+    /* the communicator first (MPI only under a launcher): each rank must know
+     * its rank before it prints anything */
+    dp_comm *comm = NULL;
+    dp_status st = dp_comm_open(&comm);
+    if (st != DP_OK) return cli_fail(st);
+    const int rank = dp_comm_rank(comm);
+    cli_set_rank(rank, dp_comm_size(comm));
+    prep_args a;
+    int fds[2] = {-1, -1};
+    if (rank != 0) mute(1, fds);
+    int rc = parse(argc, argv, &a);
+    if (rank != 0) mute(0, fds);
+    if (rc == CLI_OK && !a.help) rc = prep(comm, &a);
+    dp_comm_close(comm);
+    return rc;
+}
+
+/* Threads per rank when --threads is not given: the OpenMP default for one
+ * process; under mpirun the cores divided among this node's ranks, so that
+ * R ranks do not run R times as many threads as there are cores (the
+ * hashing thread of rank 0 comes on top). OMP_NUM_THREADS wins when set. */
+static int default_threads(int ranks) {
+    if (ranks <= 1 || getenv("OMP_NUM_THREADS")) return 0;
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long local = ls ? strtol(ls, NULL, 10) : ranks;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return local > 0 && cores > local ? (int)(cores / local) : 1;
+}
+
+/* Deterministic in argv, so every rank gets the same configuration. */
+static int parse(int argc, char **argv, prep_args *a) {
+    memset(a, 0, sizeof *a);
     dp_prep_config cfg;
     dp_prep_config_init(&cfg);
-    const char *ranges[MAX_SPECS], *cats[MAX_SPECS];
-    int quiet = 0, json = 0;
+    const char **ranges = a->ranges, **cats = a->cats;
     long long v;
     double split[3];
     int n;
@@ -160,6 +233,7 @@ int cmd_prep(int argc, char **argv) {
     for (int c; (c = cli_next(&p)) != -1;) {
         switch (c) {
         case CLI_HELP:
+            a->help = 1;
             return CLI_OK;
         case CLI_ERROR:
             return CLI_BAD_INPUT;
@@ -240,10 +314,10 @@ int cmd_prep(int argc, char **argv) {
             cfg.force = 1;
             break;
         case O_QUIET:
-            quiet = 1;
+            a->quiet = 1;
             break;
         case O_JSON:
-            json = 1;
+            a->json = 1;
             break;
         default:
             return cli_usage_error("unexpected option");
@@ -254,21 +328,32 @@ int cmd_prep(int argc, char **argv) {
         return cli_usage_error("one INPUT expected, got also '%s'", argv[optind + 1]);
     if (!cfg.output) return cli_usage_error("missing -o DATASET (the directory to create)");
     cfg.input = argv[optind];
-    cfg.ranges = ranges;
-    cfg.categories = cats;
+    a->cfg = cfg;
+    return CLI_OK;
+}
+
+static int prep(dp_comm *comm, prep_args *a) {
+    const int rank = dp_comm_rank(comm);
+    a->cfg.ranges = a->ranges;
+    a->cfg.categories = a->cats;
+    if (!a->cfg.threads) a->cfg.threads = default_threads(dp_comm_size(comm));
     dp_prep_result *res;
-    dp_status st = dp_prep_run(&cfg, &res);
-    if (st != DP_OK) return cli_fail(st);
-    cJSON *m = cJSON_Parse(dp_prep_result_meta(res));
+    dp_status st = dp_prep_run_dist(&a->cfg, comm, &res);
+    if (st != DP_OK) return rank == 0 ? cli_fail(st) : cli_exit_code(st);
+    cJSON *m = rank == 0 ? cJSON_Parse(dp_prep_result_meta(res)) : NULL;
     if (m) {
         const cJSON *w;
         cJSON_ArrayForEach(w, obj(m, "warnings")) cli_warn("%s", w->valuestring);
-        if (json) {
-            char *s = cJSON_PrintUnformatted(obj(m, "report"));
+        if (a->json) {
+            /* the report, with how the run went ("run") added for the reader */
+            cJSON *rep = cJSON_Duplicate(obj(m, "report"), 1);
+            if (rep) cJSON_AddItemToObject(rep, "run", cJSON_Duplicate(obj(m, "run"), 1));
+            char *s = cJSON_PrintUnformatted(rep);
             if (s) printf("%s\n", s);
             cJSON_free(s);
-        } else if (!quiet) {
-            print_report(m, cfg.output);
+            cJSON_Delete(rep);
+        } else if (!a->quiet) {
+            print_report(m, a->cfg.output);
         }
         cJSON_Delete(m);
     }

@@ -400,25 +400,30 @@ dp_status prep_feature_resolve(prep_feature *f, char **strs, size_t n, prep_cell
     return st;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
+/* Counts and order statistics of the kept rows of every rank (prep_dist.c;
+ * comm NULL: this process alone), so the imputation values are the same
+ * whatever the number of ranks. */
 dp_status prep_feature_finalize(prep_feature *f, dp_prep_stats stats, const prep_cell *cells,
-                                size_t n, size_t stride, size_t col0) {
+                                size_t n, size_t stride, size_t col0, dp_comm *comm) {
     f->missing_kept = 0;
     f->col0 = col0;
     if (f->kind == PREP_CATEGORICAL) {
-        uint64_t *count = dp_calloc(f->ncat + 1, sizeof *count);
-        if (!count) return nomem(f->name);
+        uint64_t *count = dp_calloc(f->ncat + 1, sizeof *count); /* [ncat] = missing */
+        dp_status st = prep_agree(comm, count ? DP_OK : nomem(f->name));
+        if (st) {
+            dp_free(count);
+            return st;
+        }
         for (size_t i = 0; i < n; i++) {
             int32_t k = cells[i * stride].i;
-            if (k < 0)
-                f->missing_kept++;
-            else
-                count[k]++;
+            count[k < 0 ? f->ncat : (size_t)k]++;
         }
+        st = prep_sum(comm, count, f->ncat + 1);
+        if (st) {
+            dp_free(count);
+            return st;
+        }
+        f->missing_kept = count[f->ncat];
         if (stats == DP_PREP_STATS_EXACT) {
             f->impute = PREP_IMPUTE_MODE;
             f->impute_origin = PREP_FROM_DATA;
@@ -435,27 +440,32 @@ dp_status prep_feature_finalize(prep_feature *f, dp_prep_stats stats, const prep
         f->ncols = f->ncat + (size_t)f->missing_col;
         return DP_OK;
     }
-    size_t m = 0;
-    double *v = stats == DP_PREP_STATS_EXACT ? dp_malloc((n + 1) * sizeof *v) : NULL;
-    if (stats == DP_PREP_STATS_EXACT && !v) return nomem(f->name);
+    uint64_t tally[2] = {0, 0}; /* missing, finite */
     for (size_t i = 0; i < n; i++) {
         float x = cells[i * stride].f;
         if (isnan(x))
-            f->missing_kept++;
-        else if (v && isfinite(x))
-            v[m++] = x;
+            tally[0]++;
+        else if (isfinite(x))
+            tally[1]++;
     }
-    if (v && m) {
-        qsort(v, m, sizeof *v, cmp_double);
+    DP_TRY(prep_sum(comm, tally, 2));
+    f->missing_kept = tally[0];
+    const uint64_t m = tally[1];
+    if (stats == DP_PREP_STATS_EXACT && m) {
+        /* the median: the middle value, or the mean of the two middle ones */
+        uint64_t ks[2] = {m / 2, m / 2};
+        int nk = 1;
+        if (m % 2 == 0) ks[0] = m / 2 - 1, nk = 2;
+        float mid[2];
+        DP_TRY(prep_dist_kth(comm, cells, n, stride, ks, nk, mid));
         f->impute = PREP_IMPUTE_MEDIAN;
-        f->impute_num = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
+        f->impute_num = nk == 1 ? (double)mid[0] : ((double)mid[0] + (double)mid[1]) / 2;
         f->impute_origin = PREP_FROM_DATA;
     } else {
         f->impute = PREP_IMPUTE_MIDPOINT;
         f->impute_num = (f->lo + f->hi) / 2;
         f->impute_origin = f->scale_origin;
     }
-    dp_free(v);
     f->ncols = 1 + (size_t)f->blank_na;
     return DP_OK;
 }

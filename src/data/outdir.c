@@ -4,7 +4,9 @@
  * then renames it into place with renameat2(RENAME_NOREPLACE); with --force,
  * RENAME_EXCHANGE swaps it with the old dataset atomically and only then is
  * the old one removed. A failure anywhere removes the temporary directory,
- * so no half-written dataset and no loss of the earlier one.
+ * so no half-written dataset and no loss of the earlier one. The arrays are
+ * made here too: rank 0 creates each .npy at its full size (header, then
+ * zeros), and every rank writes its rows' slice in place (distributed prep).
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -16,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "core/dp_internal.h"
+#include "data/npy.h"
 #include "data/prep_internal.h"
 
 /* Is `dir` a flat directory that is empty or holds a dpsgd dataset? */
@@ -164,4 +167,56 @@ dp_status prep_outdir_commit(const char *tmp, const char *out, int force) {
         err = errno;
     }
     return dp_error(DP_E_IO, "%s: cannot move the new dataset into place: %s", out, strerror(err));
+}
+
+/* ---- the arrays, written in slices ---- */
+
+size_t prep_npy_data_offset(const char *descr, int ndim, uint64_t rows, uint64_t cols) {
+    char hdr[128];
+    return dp_npy_header(hdr, descr, ndim, rows, cols);
+}
+
+static dp_status pwrite_all(int fd, const char *path, const void *p, size_t n, uint64_t off) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = pwrite(fd, c, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return dp_error(DP_E_IO, "%s: write failed: %s", path, strerror(errno));
+        }
+        c += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return DP_OK;
+}
+
+dp_status prep_npy_create(const char *path, const char *descr, int ndim, uint64_t rows,
+                          uint64_t cols) {
+    char hdr[128];
+    size_t hl = dp_npy_header(hdr, descr, ndim, rows, cols);
+    uint64_t total = hl + rows * (ndim == 2 ? cols : 1) * 4;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return dp_error(DP_E_IO, "%s: cannot create: %s", path, strerror(errno));
+    dp_status s = pwrite_all(fd, path, hdr, hl, 0);
+    if (s == DP_OK && ftruncate(fd, (off_t)total) != 0)
+        s = dp_error(DP_E_IO, "%s: cannot size to %llu bytes: %s", path, (unsigned long long)total,
+                     strerror(errno));
+    if (s == DP_OK && fsync(fd) != 0)
+        s = dp_error(DP_E_IO, "%s: fsync failed: %s", path, strerror(errno));
+    if (close(fd) != 0 && s == DP_OK)
+        s = dp_error(DP_E_IO, "%s: close failed: %s", path, strerror(errno));
+    return s;
+}
+
+dp_status prep_npy_write_at(const char *path, uint64_t offset, const void *data, size_t bytes) {
+    if (bytes == 0) return DP_OK;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return dp_error(DP_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+    dp_status s = pwrite_all(fd, path, data, bytes, offset);
+    if (s == DP_OK && fsync(fd) != 0)
+        s = dp_error(DP_E_IO, "%s: fsync failed: %s", path, strerror(errno));
+    if (close(fd) != 0 && s == DP_OK)
+        s = dp_error(DP_E_IO, "%s: close failed: %s", path, strerror(errno));
+    return s;
 }

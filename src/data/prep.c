@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "core/dp_internal.h"
 #include "data/prep_internal.h"
+#include "data/source_internal.h"
 #include "dpsgd/dataset.h"
 #include "dpsgd/version.h"
 
@@ -241,12 +242,25 @@ static void add_first(cJSON *firsts, const char *reason, const prep_first *f, co
 
 /* ---- the run ---- */
 
+/* How the input is read: by one process; by rank 0 alone (a stream that
+ * cannot be entered in the middle: gzip, zip, standard input); or by every
+ * rank over its byte range of a plain file. */
+enum { READ_ONE = 0, READ_RANK0 = 1, READ_RANGES = 2 };
+static const char *const read_modes[3] = {
+    "one process", "rank 0 alone (a compressed or streamed input has no byte ranges)",
+    "every rank its byte range of the file, cut at record boundaries"};
+
 typedef struct run {
     const dp_prep_config *c;
-    char *tmp;
-    dp_source *src;
+    dp_comm *comm;
+    int rank, ranks, mode;
+    char *tmp;       /* the temporary dataset directory (rank 0 made it; every rank knows it) */
+    dp_source *src;  /* rank 0: the whole input (header, SHA-256, meta.json's source) */
+    dp_source *part; /* READ_RANGES: this rank's byte range */
     csv_chunker ck;
     csv_chunk first;
+    char *name; /* the input as messages name it (rank 0's dp_source_name) */
+    uint64_t data_begin, data_line, size; /* where the records start; the file's size */
     char **cols;
     size_t ncols;
     int cols_from_option;
@@ -255,19 +269,25 @@ typedef struct run {
     size_t nfeat;
     prep_na na;
     prep_engine e;
-    prep_rows rows;
-    uint8_t *split;
-    size_t *index;
+    prep_rows rows;   /* this rank's rows; counts of all ranks after combine() */
+    uint64_t n_total; /* kept rows of all ranks */
+    uint8_t *split;   /* [rows.n] */
+    size_t *index;    /* [rows.n]: row within this rank's part of its split */
+    size_t local[3];  /* this rank's rows per split */
+    size_t offset[3]; /* rows of the lower ranks per split */
     float *X[3];
     int32_t *y[3];
     cJSON *meta;
-    double t0, t_parsed, t_encoded, t_written; /* phase ends, for the report */
+    double t0, t_parsed, t_encoded, t_written; /* phase ends (rank 0's), for meta.json "run" */
 } run;
 
 static void run_free(run *r) {
     csv_chunk_free(&r->first);
     csv_chunker_free(&r->ck);
+    dp_source_close(r->part);
     dp_source_close(r->src);
+    dp_free(r->name);
+    dp_free(r->tmp);
     prep_free_names(r->cols, r->ncols);
     prep_rows_free(&r->rows, r->nfeat);
     prep_engine_free(&r->e);
@@ -294,7 +314,7 @@ static dp_status no_valid(const run *r) {
         snprintf(what + u, sizeof what - u, "%s%s %llu", *what ? ", " : "", reason_names[k],
                  (unsigned long long)r->rows.dropped[k]);
         if (!*first && r->rows.first[k].have)
-            snprintf(first, sizeof first, "; first: %s:%llu:%llu: %s", r->e.name,
+            snprintf(first, sizeof first, "; first: %s:%llu:%llu: %s", r->name,
                      (unsigned long long)r->rows.first[k].line,
                      (unsigned long long)r->rows.first[k].col, r->rows.first[k].detail);
     }
@@ -305,43 +325,108 @@ static dp_status no_valid(const run *r) {
     }
     return dp_error(DP_E_EMPTY,
                     "%s: no valid record in the population of task %s (%llu rows read: %s%s)",
-                    r->e.name, r->task.name, (unsigned long long)r->rows.records, what, first);
+                    r->name, r->task.name, (unsigned long long)r->rows.records, what, first);
 }
 
-static dp_status read_input(run *r) {
+/* Rank 0's bytes of *buf (*len of them) to every rank (*buf allocated on the
+ * others). Collective. */
+static dp_status share(run *r, char **buf, uint64_t *len) {
+    DP_TRY(prep_bcast(r->comm, len, sizeof *len, 0));
+    if (r->rank != 0) {
+        *buf = dp_malloc(*len + 1);
+        if (*buf) (*buf)[*len] = '\0';
+    }
+    DP_TRY(prep_agree(r->comm, *buf ? DP_OK : dp_error(DP_E_NOMEM, "out of memory")));
+    return prep_bcast(r->comm, *buf, *len, 0);
+}
+
+/* Rank 0: open the input, read its header (or, with --columns, its first
+ * chunk), and see how it can be read. */
+static dp_status open_input(run *r) {
     const dp_prep_config *c = r->c;
     DP_TRY(dp_source_open(c->input, &r->src));
-    dp_csv_options o;
-    dp_csv_options_init(&o);
-    o.trim = 1;
-    if (c->max_field) o.max_field = c->max_field;
-    o.max_record = DP_MAX(o.max_record, 4 * o.max_field);
-    r->e.copt = o;
-    r->e.name = dp_source_name(r->src);
-    DP_TRY(csv_chunker_init(&r->ck, r->src, c->chunk_bytes, o.max_record));
+    r->name = dp_strdup(dp_source_name(r->src));
+    if (!r->name) return dp_error(DP_E_NOMEM, "out of memory");
+    r->e.name = r->name;
+    DP_TRY(csv_chunker_init(&r->ck, r->src, c->chunk_bytes, r->e.copt.max_record));
     int got;
-    if (c->columns) {
-        DP_TRY(split_names(c->columns, &r->cols, &r->ncols, "--columns"));
-        for (size_t i = 0; i < r->ncols; i++)
-            for (size_t j = 0; j < i; j++)
-                if (!strcmp(r->cols[i], r->cols[j]))
-                    return dp_error(DP_E_USAGE, "--columns: the name '%s' is given twice",
-                                    r->cols[i]);
-        r->cols_from_option = 1;
+    if (r->cols_from_option) {
         DP_TRY(csv_chunker_next(&r->ck, &r->first, &got));
-        if (!got) return dp_error(DP_E_EMPTY, "%s: empty file (expected data lines)", r->e.name);
+        if (!got) return dp_error(DP_E_EMPTY, "%s: empty file (expected data lines)", r->name);
     } else {
-        DP_TRY(prep_read_header(&r->ck, &r->first, &o, r->e.name, &r->cols, &r->ncols, &got));
+        DP_TRY(prep_read_header(&r->ck, &r->first, &r->e.copt, r->name, &r->cols, &r->ncols, &got));
         if (!got)
             return dp_error(DP_E_EMPTY,
                             "%s: empty file (expected a header line with the column names)",
-                            r->e.name);
+                            r->name);
     }
+    r->data_begin = r->first.offset + r->first.start;
+    r->data_line = r->first.line;
+    r->size = dp_source_file_bytes(r->src);
+    r->mode = r->ranks == 1 ? READ_ONE
+              : dp_source_kind_of(r->src) == DP_SOURCE_PLAIN && source_is_regular(r->src)
+                  ? READ_RANGES
+                  : READ_RANK0;
+    return DP_OK;
+}
+
+/* Rank 0's header, name and reading mode to every rank. Collective. */
+static dp_status share_header(run *r) {
+    uint64_t h[6] = {(uint64_t)r->mode, r->data_begin, r->data_line, r->size, r->ncols, 0};
+    char *blob = NULL;
+    if (r->rank == 0) { /* the name, then the column names, each NUL-terminated */
+        size_t len = strlen(r->name) + 1;
+        for (size_t i = 0; !r->cols_from_option && i < r->ncols; i++)
+            len += strlen(r->cols[i]) + 1;
+        blob = dp_malloc(len);
+        if (blob) {
+            char *p = blob;
+            memcpy(p, r->name, strlen(r->name) + 1);
+            p += strlen(r->name) + 1;
+            for (size_t i = 0; !r->cols_from_option && i < r->ncols; i++) {
+                memcpy(p, r->cols[i], strlen(r->cols[i]) + 1);
+                p += strlen(r->cols[i]) + 1;
+            }
+        }
+        h[5] = len;
+    }
+    dp_status st =
+        prep_agree(r->comm, r->rank || blob ? DP_OK : dp_error(DP_E_NOMEM, "out of memory"));
+    if (!st) st = prep_bcast(r->comm, h, sizeof h, 0);
+    if (!st) st = share(r, &blob, &h[5]);
+    if (!st && r->rank != 0) {
+        r->mode = (int)h[0];
+        r->data_begin = h[1];
+        r->data_line = h[2];
+        r->size = h[3];
+        r->name = dp_strdup(blob);
+        r->e.name = r->name;
+        if (!r->cols_from_option) {
+            r->ncols = (size_t)h[4];
+            r->cols = dp_calloc(r->ncols + 1, sizeof *r->cols);
+            const char *p = blob + strlen(blob) + 1;
+            for (size_t i = 0; r->cols && i < r->ncols; i++) {
+                if (!(r->cols[i] = dp_strdup(p))) break;
+                p += strlen(p) + 1;
+            }
+        }
+        if (!r->name ||
+            (!r->cols_from_option && (!r->cols || (r->ncols && !r->cols[r->ncols - 1]))))
+            st = dp_error(DP_E_NOMEM, "out of memory for the header");
+    }
+    dp_free(blob);
+    return prep_agree(r->comm, st);
+}
+
+/* The task, its features and the engine's column map: a function of the
+ * config and the header, the same on every rank. */
+static dp_status build_engine(run *r) {
+    const dp_prep_config *c = r->c;
     char where[4200];
     if (r->cols_from_option)
         snprintf(where, sizeof where, "--columns");
     else
-        snprintf(where, sizeof where, "%s:%llu", r->e.name, (unsigned long long)r->first.line - 1);
+        snprintf(where, sizeof where, "%s:%llu", r->name, (unsigned long long)r->data_line - 1);
     DP_TRY(prep_task_build(&r->task, c, r->cols, r->ncols, where));
     DP_TRY(check_overrides(c, &r->task));
     r->nfeat = r->task.nfeat;
@@ -357,42 +442,91 @@ static dp_status read_input(run *r) {
     r->e.task = &r->task;
     r->e.na = r->na;
     r->e.keyed = r->task.key;
+    r->e.keep_keys = r->ranks > 1;
     r->e.threads = c->threads > 0 ? c->threads : omp_get_max_threads();
-    DP_TRY(prep_engine_map(&r->e));
-    DP_TRY(prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
+    return prep_engine_map(&r->e);
+}
+
+/* Parse this rank's records: its byte range, the whole stream (rank 0 of
+ * READ_ONE or READ_RANK0, on the chunker that read the header), or nothing. */
+static dp_status parse_part(run *r) {
+    if (r->mode == READ_RANGES) {
+        uint64_t b, e, line;
+        DP_TRY(prep_dist_range(r->comm, r->c->input, r->data_begin, r->data_line, r->size, &b, &e,
+                               &line));
+        /* rank 0's header chunk is done with; its source stays for the hash */
+        csv_chunk_free(&r->first);
+        csv_chunker_free(&r->ck);
+        dp_status st = source_open_range(r->c->input, b, e, &r->part);
+        if (!st) st = csv_chunker_init(&r->ck, r->part, r->c->chunk_bytes, r->e.copt.max_record);
+        if (!st) {
+            r->ck.line = line; /* where this range starts in the file */
+            r->ck.offset = b;
+            r->ck.started = 1; /* no byte order mark past the header */
+            int got;
+            st = csv_chunker_next(&r->ck, &r->first, &got);
+        }
+        if (!st) st = prep_engine_run(&r->e, &r->ck, &r->first, &r->rows);
+        return prep_agree(r->comm, st);
+    }
+    if (r->rank == 0)
+        return prep_agree(r->comm, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
+    /* an empty final chunk: the engine's counts and tables, no rows */
+    dp_status st = DP_OK;
+    r->first.buf = dp_malloc(16);
+    r->first.cap = 16;
+    r->first.final = 1;
+    r->first.line = r->data_line;
+    if (!r->first.buf) st = dp_error(DP_E_NOMEM, "out of memory");
+    if (!st) st = prep_engine_run(&r->e, NULL, &r->first, &r->rows);
+    return prep_agree(r->comm, st);
+}
+
+static dp_status read_input(run *r) {
+    const dp_prep_config *c = r->c;
+    dp_csv_options o;
+    dp_csv_options_init(&o);
+    o.trim = 1;
+    if (c->max_field) o.max_field = c->max_field;
+    o.max_record = DP_MAX(o.max_record, 4 * o.max_field);
+    r->e.copt = o;
+    dp_status st = DP_OK;
+    if (c->columns) {
+        st = split_names(c->columns, &r->cols, &r->ncols, "--columns");
+        for (size_t i = 0; !st && i < r->ncols; i++)
+            for (size_t j = 0; !st && j < i; j++)
+                if (!strcmp(r->cols[i], r->cols[j]))
+                    st =
+                        dp_error(DP_E_USAGE, "--columns: the name '%s' is given twice", r->cols[i]);
+        r->cols_from_option = 1;
+    }
+    if (!st && r->rank == 0) st = open_input(r);
+    DP_TRY(prep_agree(r->comm, st));
+    DP_TRY(share_header(r));
+    DP_TRY(prep_agree(r->comm, build_engine(r)));
+    DP_TRY(parse_part(r));
+    r->t_parsed = now();
+    /* one file's worth of counts, duplicates and first examples */
+    DP_TRY(prep_dist_dedup(r->comm, &r->e, &r->rows));
+    DP_TRY(prep_dist_counts(r->comm, &r->e, &r->rows, &r->n_total));
     if (r->rows.records == 0)
         return dp_error(DP_E_EMPTY,
                         "%s: no records after the header (expected at least one data line)",
-                        r->e.name);
-    if (r->rows.n == 0) return no_valid(r);
+                        r->name);
+    if (r->n_total == 0) return no_valid(r);
     return DP_OK;
 }
 
-/* Decide the columns the data must decide, then imputation and layout. */
+/* Decide the columns the data must decide, then imputation and layout
+ * (collective: every rank's rows count). */
 static dp_status finalize(run *r, size_t *D) {
-    const size_t nf = r->nfeat, n = r->rows.n;
+    const size_t nf = r->nfeat;
     size_t col = 0;
     for (size_t k = 0; k < nf; k++) {
         prep_feature *f = &r->feat[k];
-        if (f->inferred) {
-            prep_interner *in = &r->rows.strings[k];
-            prep_cell *remap = dp_malloc((in->n + 1) * sizeof *remap);
-            if (!remap) return dp_error(DP_E_NOMEM, "out of memory");
-            dp_status st = prep_feature_resolve(f, in->str, in->n, remap);
-            if (st == DP_OK) {
-                prep_cell *cells = r->rows.cells;
-                for (size_t i = 0; i < n; i++) {
-                    int32_t id = cells[i * nf + k].i;
-                    if (id >= 0)
-                        cells[i * nf + k] = remap[id];
-                    else if (f->kind == PREP_NUMERIC)
-                        cells[i * nf + k].f = NAN;
-                }
-            }
-            dp_free(remap);
-            DP_TRY(st);
-        }
-        DP_TRY(prep_feature_finalize(f, r->c->stats, r->rows.cells + k, n, nf, col));
+        if (f->inferred) DP_TRY(prep_dist_strings(r->comm, f, &r->rows, k, nf));
+        DP_TRY(
+            prep_feature_finalize(f, r->c->stats, r->rows.cells + k, r->rows.n, nf, col, r->comm));
         col += f->ncols;
     }
     *D = col;
@@ -401,26 +535,81 @@ static dp_status finalize(run *r, size_t *D) {
 
 static const char *split_names_[3] = {"train", "val", "test"};
 
+/* [R][k] of every rank's mine[0..k), then the sums over all ranks and over
+ * the lower ranks. Collective. */
+static dp_status sums_below(run *r, const uint64_t *mine, int k, uint64_t *total, uint64_t *below) {
+    const size_t R = (size_t)r->ranks;
+    uint64_t *all = dp_calloc(R * (size_t)k + 1, sizeof *all);
+    DP_TRY(prep_agree(r->comm, all ? DP_OK : dp_error(DP_E_NOMEM, "out of memory")));
+    memcpy(all + (size_t)r->rank * (size_t)k, mine, (size_t)k * sizeof *all);
+    dp_status st = prep_sum(r->comm, all, R * (size_t)k);
+    for (int j = 0; j < k && !st; j++) {
+        total[j] = below[j] = 0;
+        for (size_t q = 0; q < R; q++) {
+            total[j] += all[q * (size_t)k + (size_t)j];
+            if (q < (size_t)r->rank) below[j] += all[q * (size_t)k + (size_t)j];
+        }
+    }
+    dp_free(all);
+    return st;
+}
+
+/*
+ * The stratified split needs the global place of each row in its class:
+ * the rows of a class on lower ranks come first (file order), so an
+ * exclusive sum of per-rank class counts gives it, and prep_split_class
+ * gives the part of the j-th row of a class from (m, fractions, seed) alone.
+ * Rows keep file order within a split, so this rank's rows of split s are
+ * the contiguous slice starting after the lower ranks' rows of s: each rank
+ * encodes and writes its slice of each array in place.
+ */
 static dp_status encode_and_write(run *r, size_t D, size_t counts[3], size_t pos[3]) {
     const size_t n = r->rows.n, nf = r->nfeat;
+    uint64_t cls[2] = {0, 0}, m[2], below[2];
+    for (size_t i = 0; i < n; i++)
+        cls[r->rows.label[i]]++;
+    DP_TRY(sums_below(r, cls, 2, m, below));
+    uint8_t *plan[2] = {dp_malloc(m[0] + 1), dp_malloc(m[1] + 1)};
     r->split = dp_malloc(n + 1);
     r->index = dp_malloc((n + 1) * sizeof *r->index);
-    if (!r->split || !r->index) return dp_error(DP_E_NOMEM, "out of memory for the split");
-    DP_TRY(prep_split(r->rows.label, n, 2, r->c->split, r->c->seed, r->split, counts));
-    size_t next[3] = {0, 0, 0};
-    for (size_t i = 0; i < n; i++) {
-        r->index[i] = next[r->split[i]]++;
-        if (r->rows.label[i] == 1) pos[r->split[i]]++;
+    dp_status st = DP_OK;
+    if (!plan[0] || !plan[1] || !r->split || !r->index)
+        st = dp_error(DP_E_NOMEM, "out of memory for the split");
+    for (int c = 0; c < 2 && !st; c++)
+        st = prep_split_class((size_t)m[c], r->c->split, r->c->seed, c, plan[c]);
+    if (!st) {
+        uint64_t j[2] = {below[0], below[1]};
+        for (size_t i = 0; i < n; i++) {
+            int c = r->rows.label[i];
+            uint8_t s = plan[c][j[c]++];
+            r->split[i] = s;
+            r->index[i] = r->local[s]++;
+        }
     }
+    dp_free(plan[0]);
+    dp_free(plan[1]);
+    DP_TRY(prep_agree(r->comm, st));
+    uint64_t lc[6] = {r->local[0], r->local[1], r->local[2], 0, 0, 0}, tot[6], low[6];
+    for (size_t i = 0; i < n; i++)
+        lc[3 + r->split[i]] += r->rows.label[i] == 1;
+    DP_TRY(sums_below(r, lc, 6, tot, low));
     for (int s = 0; s < 3; s++) {
-        if (counts[s] && D > SIZE_MAX / sizeof(float) / counts[s])
-            return dp_error(DP_E_NOMEM, "the %s split is too large", split_names_[s]);
-        r->X[s] = dp_malloc((counts[s] * D + 1) * sizeof(float)); /* rows zeroed as encoded */
-        r->y[s] = dp_malloc((counts[s] + 1) * sizeof(int32_t));
-        if (!r->X[s] || !r->y[s])
-            return dp_error(DP_E_NOMEM, "out of memory for the %s split (%zu x %zu)",
-                            split_names_[s], counts[s], D);
+        counts[s] = (size_t)tot[s];
+        pos[s] = (size_t)tot[3 + s];
+        r->offset[s] = (size_t)low[s];
     }
+    for (int s = 0; s < 3 && !st; s++) {
+        if (r->local[s] && D > SIZE_MAX / sizeof(float) / r->local[s]) {
+            st = dp_error(DP_E_NOMEM, "the %s split is too large", split_names_[s]);
+            break;
+        }
+        r->X[s] = dp_malloc((r->local[s] * D + 1) * sizeof(float)); /* rows zeroed as encoded */
+        r->y[s] = dp_malloc((r->local[s] + 1) * sizeof(int32_t));
+        if (!r->X[s] || !r->y[s])
+            st = dp_error(DP_E_NOMEM, "out of memory for the %s split (%zu x %zu)", split_names_[s],
+                          r->local[s], D);
+    }
+    DP_TRY(prep_agree(r->comm, st));
     const prep_cell *cells = r->rows.cells;
 #pragma omp parallel for schedule(static) num_threads(r->e.threads)
     for (size_t i = 0; i < n; i++) {
@@ -432,19 +621,31 @@ static dp_status encode_and_write(run *r, size_t D, size_t counts[3], size_t pos
         r->y[s][r->index[i]] = r->rows.label[i];
     }
     r->t_encoded = now();
-    for (int s = 0; s < 3; s++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/X_%s.npy", r->tmp, split_names_[s]);
-        DP_TRY(dp_npy_write_f32(path, r->X[s], counts[s], D));
-        snprintf(path, sizeof path, "%s/y_%s.npy", r->tmp, split_names_[s]);
-        DP_TRY(dp_npy_write_i32(path, r->y[s], counts[s]));
+    char path[2][4200];
+    for (int s = 0; s < 3 && r->rank == 0 && !st; s++) {
+        snprintf(path[0], sizeof path[0], "%s/X_%s.npy", r->tmp, split_names_[s]);
+        snprintf(path[1], sizeof path[1], "%s/y_%s.npy", r->tmp, split_names_[s]);
+        st = prep_npy_create(path[0], "<f4", 2, counts[s], D);
+        if (!st) st = prep_npy_create(path[1], "<i4", 1, counts[s], 1);
     }
+    DP_TRY(prep_agree(r->comm, st));
+    for (int s = 0; s < 3 && !st; s++) {
+        snprintf(path[0], sizeof path[0], "%s/X_%s.npy", r->tmp, split_names_[s]);
+        snprintf(path[1], sizeof path[1], "%s/y_%s.npy", r->tmp, split_names_[s]);
+        uint64_t x0 = prep_npy_data_offset("<f4", 2, counts[s], D),
+                 y0 = prep_npy_data_offset("<i4", 1, counts[s], 1);
+        st = prep_npy_write_at(path[0], x0 + (uint64_t)r->offset[s] * D * sizeof(float), r->X[s],
+                               r->local[s] * D * sizeof(float));
+        if (!st)
+            st = prep_npy_write_at(path[1], y0 + (uint64_t)r->offset[s] * sizeof(int32_t), r->y[s],
+                                   r->local[s] * sizeof(int32_t));
+    }
+    DP_TRY(prep_agree(r->comm, st));
     r->t_written = now();
     return DP_OK;
 }
 
-static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size_t pos[3],
-                            double seconds) {
+static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size_t pos[3]) {
     const dp_prep_config *c = r->c;
     cJSON *m = r->meta = cJSON_CreateObject();
     if (!m) return dp_error(DP_E_NOMEM, "out of memory for meta.json");
@@ -454,14 +655,18 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     snprintf(created, sizeof created, "dpsgd prep %s", dp_version());
     cJSON_AddStringToObject(m, "created_by", created);
     char sha[65];
-    DP_TRY(dp_source_sha256(r->src, sha));
+    if (r->mode == READ_RANGES) /* rank 0's hashing thread read the whole file */
+        DP_TRY(source_sha256_whole(r->src, sha));
+    else
+        DP_TRY(dp_source_sha256(r->src, sha));
     cJSON *src = cJSON_AddObjectToObject(m, "source");
     cJSON_AddStringToObject(src, "path", dp_source_path(r->src));
     cJSON_AddStringToObject(src, "name", dp_source_name(r->src));
     cJSON_AddStringToObject(src, "kind", dp_source_kind_name(dp_source_kind_of(r->src)));
     cJSON_AddStringToObject(src, "sha256", sha);
     cJSON_AddNumberToObject(src, "bytes", (double)dp_source_file_bytes(r->src));
-    cJSON_AddNumberToObject(src, "text_bytes", (double)r->rows.bytes);
+    cJSON_AddNumberToObject(src, "text_bytes",
+                            (double)(r->mode == READ_RANGES ? r->size : r->rows.bytes));
 
     cJSON *in = cJSON_AddObjectToObject(m, "input");
     cJSON_AddBoolToObject(in, "header", !r->cols_from_option);
@@ -555,7 +760,7 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     for (int k = 1; k < DP_PREP_REASONS; k++)
         ndropped += r->rows.dropped[k];
     cJSON_AddNumberToObject(rep, "rows_read", (double)r->rows.records);
-    cJSON_AddNumberToObject(rep, "rows_kept", (double)r->rows.n);
+    cJSON_AddNumberToObject(rep, "rows_kept", (double)r->n_total);
     cJSON_AddNumberToObject(rep, "rows_dropped", (double)ndropped);
     cJSON_AddNumberToObject(rep, "blank_lines", (double)r->rows.blank);
     cJSON *dr = cJSON_AddObjectToObject(rep, "dropped");
@@ -563,7 +768,7 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     cJSON *firsts = cJSON_AddObjectToObject(rep, "first");
     for (int k = 1; k < DP_PREP_NOT_IN_POPULATION; k++) {
         cJSON_AddNumberToObject(dr, reason_names[k], (double)r->rows.dropped[k]);
-        add_first(firsts, reason_names[k], &r->rows.first[k], r->e.name);
+        add_first(firsts, reason_names[k], &r->rows.first[k], r->name);
         cJSON *byc = NULL;
         for (size_t u = 0; u < r->e.nused; u++) {
             uint64_t v = r->rows.dropped_col[k * r->e.nused + u];
@@ -580,62 +785,89 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
         cJSON_AddNumberToObject(mi, r->feat[k].name, (double)r->rows.missing[r->e.u_feat[k]]);
         cJSON_AddNumberToObject(im, r->feat[k].name, (double)r->feat[k].missing_kept);
     }
-    cJSON_AddNumberToObject(rep, "seconds", seconds);
-    cJSON *ph = cJSON_AddObjectToObject(rep, "seconds_by_phase");
-    cJSON_AddNumberToObject(ph, "read_parse_validate", r->t_parsed - r->t0);
-    cJSON_AddNumberToObject(ph, "impute_split_encode", r->t_encoded - r->t_parsed);
-    cJSON_AddNumberToObject(ph, "write_arrays", r->t_written - r->t_encoded);
     cJSON_AddStringToObject(rep, "note",
                             "exact counts of the input, for whoever curates it: not private");
+
+    /* Last, and the only part that depends on how this run went rather than
+     * on the input and the options: a dataset made by 1 or R ranks, with
+     * any thread count, is the same but for this object. */
+    cJSON *rj = cJSON_AddObjectToObject(m, "run");
+    cJSON_AddNumberToObject(rj, "ranks", r->ranks);
+    cJSON_AddNumberToObject(rj, "threads_per_rank", r->e.threads);
+    cJSON_AddStringToObject(rj, "input_read_by", read_modes[r->mode]);
+    cJSON_AddNumberToObject(rj, "seconds", now() - r->t0);
+    cJSON *ph = cJSON_AddObjectToObject(rj, "seconds_by_phase");
+    cJSON_AddNumberToObject(ph, "read_parse_validate", r->t_parsed - r->t0);
+    cJSON_AddNumberToObject(ph, "combine_impute_split_encode", r->t_encoded - r->t_parsed);
+    cJSON_AddNumberToObject(ph, "write_arrays", r->t_written - r->t_encoded);
     return DP_OK;
 }
 
 DP_API dp_status dp_prep_run(const dp_prep_config *c, dp_prep_result **out) {
+    return dp_prep_run_dist(c, NULL, out);
+}
+
+/*
+ * The phases, each ending in a status that every rank agrees on, so that a
+ * failure anywhere (an unreadable range, a bad header on rank 0, a full
+ * disk) stops all ranks together with the lowest failing rank's message:
+ *   rank 0 makes the temporary directory; rank 0 reads the header; every
+ *   rank parses its records; counts, duplicates and first examples are
+ *   combined; inferred columns and imputation values decided from all rows;
+ *   split, encode, and every rank writes its slices of the arrays; rank 0
+ *   writes meta.json and renames the directory into place.
+ */
+DP_API dp_status dp_prep_run_dist(const dp_prep_config *c, dp_comm *comm, dp_prep_result **out) {
     if (out) *out = NULL;
-    double t0 = now();
-    DP_TRY(check_config(c));
-    if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "libsodium failed to initialise");
     run r;
     memset(&r, 0, sizeof r);
+    r.t0 = now();
     r.c = c;
-    dp_status st = prep_outdir_begin(c->output, c->force, &r.tmp);
-    if (st) return st;
+    r.comm = comm;
+    r.rank = prep_rank(comm);
+    r.ranks = prep_ranks(comm);
+    dp_status st = check_config(c);
+    if (!st && sodium_init() < 0) st = dp_error(DP_E_INTERNAL, "libsodium failed to initialise");
+    if (!st && r.rank == 0) st = prep_outdir_begin(c->output, c->force, &r.tmp);
+    if ((st = prep_agree(comm, st))) goto fail;
+    uint64_t len = r.tmp ? strlen(r.tmp) : 0;
     size_t D = 0, counts[3] = {0, 0, 0}, pos[3] = {0, 0, 0};
-    r.t0 = t0;
-    if ((st = read_input(&r)) || ((r.t_parsed = now()), 0) || (st = finalize(&r, &D)) ||
-        (st = encode_and_write(&r, D, counts, pos)) ||
-        (st = build_meta(&r, D, counts, pos, now() - t0)))
+    if ((st = share(&r, &r.tmp, &len)) || (st = read_input(&r)) || (st = finalize(&r, &D)) ||
+        (st = encode_and_write(&r, D, counts, pos)))
         goto fail;
-    char *text = cJSON_Print(r.meta);
-    if (!text) {
-        st = dp_error(DP_E_NOMEM, "out of memory for meta.json");
-        goto fail;
+    char *text = NULL;
+    if (r.rank == 0) {
+        st = build_meta(&r, D, counts, pos);
+        if (!st && !(text = cJSON_Print(r.meta)))
+            st = dp_error(DP_E_NOMEM, "out of memory for meta.json");
+        if (!st) st = write_text(r.tmp, "meta.json", text);
+        if (!st) st = prep_outdir_commit(r.tmp, c->output, c->force);
     }
-    if ((st = write_text(r.tmp, "meta.json", text)) ||
-        (st = prep_outdir_commit(r.tmp, c->output, c->force))) {
+    if ((st = prep_agree(comm, st))) {
         cJSON_free(text);
         goto fail;
     }
-    dp_free(r.tmp);
-    r.tmp = NULL;
-    if (out) {
+    /* the dataset is in place; every rank gets meta.json's text */
+    len = text ? strlen(text) : 0;
+    char *mine = text;
+    st = share(&r, &mine, &len);
+    if (!st && out) {
         dp_prep_result *res = dp_calloc(1, sizeof *res);
-        if (res) res->meta = dp_strdup(text);
+        if (res) res->meta = dp_strdup(mine);
         if (!res || !res->meta) {
             dp_prep_result_free(res);
-            cJSON_free(text);
-            run_free(&r);
-            return dp_error(DP_E_NOMEM, "out of memory (the dataset was written)");
+            st = dp_error(DP_E_NOMEM, "out of memory (the dataset was written)");
+        } else {
+            *out = res;
         }
-        *out = res;
     }
+    if (mine != text) dp_free(mine);
     cJSON_free(text);
     run_free(&r);
-    return DP_OK;
+    return st;
 fail:
-    prep_outdir_abort(r.tmp);
-    dp_free(r.tmp);
-    /* the message belongs to the failure, not to what cleaning up may say */
+    /* every rank is here with the agreed status; rank 0 made the directory */
+    if (r.rank == 0) prep_outdir_abort(r.tmp);
     {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", dp_last_error());

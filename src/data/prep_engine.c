@@ -28,7 +28,7 @@ static uint64_t fnv1a(const char *p, size_t n) {
     return h;
 }
 
-static void interner_free(prep_interner *in) {
+void prep_interner_free(prep_interner *in) {
     for (size_t i = 0; i < in->n; i++)
         dp_free(in->str[i]);
     dp_free(in->str);
@@ -54,7 +54,7 @@ static dp_status interner_grow(prep_interner *in) {
     return DP_OK;
 }
 
-static dp_status intern(prep_interner *in, const char *p, size_t n, int32_t *id) {
+dp_status prep_intern(prep_interner *in, const char *p, size_t n, int32_t *id) {
     if (2 * (in->n + 1) > in->tcap) DP_TRY(interner_grow(in));
     uint64_t h = fnv1a(p, n);
     size_t j = h & (in->tcap - 1);
@@ -469,7 +469,7 @@ static void process_chunk(const prep_engine *e, const csv_chunk *c, chunk_out *o
 
 /* ---- merging, in file order ---- */
 
-static dp_status rows_reserve(prep_rows *r, size_t nf, size_t more) {
+static dp_status rows_reserve(prep_rows *r, size_t nf, size_t more, int keys) {
     if (r->n + more <= r->cap) return DP_OK;
     size_t cap = r->cap ? r->cap : 4096;
     while (cap < r->n + more)
@@ -482,9 +482,21 @@ static dp_status rows_reserve(prep_rows *r, size_t nf, size_t more) {
     if (re) r->reason = re;
     uint64_t *ln = dp_realloc(r->line, cap * sizeof *ln);
     if (ln) r->line = ln;
-    if (!c || !l || !re || !ln) return dp_error(DP_E_NOMEM, "out of memory for %zu rows", cap);
+    uint64_t *ky = keys ? dp_realloc(r->key, cap * sizeof *ky) : r->key;
+    if (ky) r->key = ky;
+    if (!c || !l || !re || !ln || (keys && !ky))
+        return dp_error(DP_E_NOMEM, "out of memory for %zu rows", cap);
     r->cap = cap;
     return DP_OK;
+}
+
+void prep_note_duplicate(prep_first *f, uint64_t line, uint64_t seen) {
+    f->have = 1;
+    f->line = line;
+    f->col = 1;
+    snprintf(f->detail, sizeof f->detail,
+             "SERIALNO+SPORDER already seen on line %llu (expected each person once)",
+             (unsigned long long)seen);
 }
 
 /* Insert a key; 1 if it was new, 0 if seen (then *first_line is where). */
@@ -539,7 +551,7 @@ static dp_status merge(const prep_engine *e, const csv_chunk *c, chunk_out *o, p
         r->dropped_col[k] += o->dropped_col[k];
     for (size_t k = 0; k < e->nused; k++)
         r->missing[k] += o->missing[k];
-    DP_TRY(rows_reserve(r, nf, o->n));
+    DP_TRY(rows_reserve(r, nf, o->n, e->keep_keys));
     int inferred = 0;
     for (size_t k = 0; k < nf; k++)
         inferred |= e->feat[k].inferred;
@@ -552,15 +564,7 @@ static dp_status merge(const prep_engine *e, const csv_chunk *c, chunk_out *o, p
                 r->dropped[DP_PREP_DUPLICATE_KEY]++;
                 r->dropped_col[DP_PREP_DUPLICATE_KEY * e->nused + (size_t)e->u_serial]++;
                 prep_first *f = &r->first[DP_PREP_DUPLICATE_KEY];
-                if (!f->have) {
-                    f->have = 1;
-                    f->line = o->line[i];
-                    f->col = 1;
-                    snprintf(f->detail, sizeof f->detail,
-                             "SERIALNO+SPORDER already seen on line %llu (expected each person "
-                             "once)",
-                             (unsigned long long)seen);
-                }
+                if (!f->have) prep_note_duplicate(f, o->line[i], seen);
                 continue;
             }
         }
@@ -571,12 +575,13 @@ static dp_status merge(const prep_engine *e, const csv_chunk *c, chunk_out *o, p
                 if (!e->feat[k].inferred || dst[k].i < 0) continue;
                 uint32_t len;
                 memcpy(&len, o->arena + dst[k].i, 4);
-                DP_TRY(intern(&r->strings[k], o->arena + dst[k].i + 4, len, &dst[k].i));
+                DP_TRY(prep_intern(&r->strings[k], o->arena + dst[k].i + 4, len, &dst[k].i));
             }
         }
         r->label[r->n] = o->label[i];
         r->reason[r->n] = o->reason[i];
         r->line[r->n] = o->line[i];
+        if (e->keep_keys) r->key[r->n] = o->key[i];
         r->n++;
     }
     (void)c;
@@ -588,12 +593,13 @@ void prep_rows_free(prep_rows *r, size_t nfeat) {
     dp_free(r->label);
     dp_free(r->reason);
     dp_free(r->line);
+    dp_free(r->key);
     dp_free(r->dropped_col);
     dp_free(r->missing);
     dp_free(r->keys);
     dp_free(r->key_line);
     for (size_t k = 0; r->strings && k < nfeat; k++)
-        interner_free(&r->strings[k]);
+        prep_interner_free(&r->strings[k]);
     dp_free(r->strings);
     memset(r, 0, sizeof *r);
 }
@@ -694,7 +700,7 @@ dp_status prep_engine_run(const prep_engine *e, csv_chunker *ck, csv_chunk *firs
         }
         cur = 1 - cur;
     }
-    r->bytes = dp_source_bytes_read(ck->src);
+    r->bytes = ck && ck->src ? dp_source_bytes_read(ck->src) : 0;
     goto done;
 nomem:
     st = dp_error(DP_E_NOMEM, "%s: out of memory for the parse buffers", e->name);

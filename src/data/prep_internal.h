@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "dpsgd/comm.h"
 #include "dpsgd/prep.h"
 #include "dpsgd/pums.h"
 
@@ -105,9 +106,10 @@ int prep_parse_double(const char *p, size_t len, double *out);
  * declared categorical. remap[id] receives the value (as a cell) of string id. */
 dp_status prep_feature_resolve(prep_feature *f, char **strs, size_t n, prep_cell *remap);
 /* Imputation and output columns, from the kept cells of this feature
- * (cells[i * stride], i < n). col0: its first output column. */
+ * (cells[i * stride], i < n) of every rank of comm (NULL: this process
+ * alone; collective otherwise). col0: its first output column. */
 dp_status prep_feature_finalize(prep_feature *f, dp_prep_stats stats, const prep_cell *cells,
-                                size_t n, size_t stride, size_t col0);
+                                size_t n, size_t stride, size_t col0, dp_comm *comm);
 /* Write the feature's columns of one row (x[col0 .. col0 + ncols), already 0). */
 void prep_feature_encode(const prep_feature *f, prep_cell cell, float *x);
 /* Append the names of its columns ("AGEP", "SCHL=01", "SCHL=missing"). */
@@ -160,6 +162,9 @@ const dp_pums_var *prep_relp_var(void);
  * the class's rows (file order) fills train, validation, test in turn. */
 dp_status prep_split(const int32_t *label, size_t n, int nclass, const double frac[3],
                      uint64_t seed, uint8_t *split, size_t counts[3]);
+/* The same for one class of m rows: out[j] (j < m) is the part of the
+ * class's j-th row in file order. prep_split is this for every class. */
+dp_status prep_split_class(size_t m, const double frac[3], uint64_t seed, int c, uint8_t *out);
 
 /* ---- outdir.c ---- */
 /* Make a fresh temporary directory beside `out` ("OUT.tmp-XXXXXX"): refuse
@@ -170,6 +175,15 @@ dp_status prep_outdir_begin(const char *out, int force, char **tmp);
 dp_status prep_outdir_commit(const char *tmp, const char *out, int force);
 /* Remove a temporary directory and its files (after a failure). */
 void prep_outdir_abort(const char *tmp);
+/* A .npy array written by several ranks: prep_npy_create makes `path` with
+ * its header and its full size (the data zero) for rows x cols ("<f4", ndim
+ * 2) or rows ("<i4", ndim 1); each rank then puts its contiguous rows with
+ * prep_npy_write_at at prep_npy_data_offset + first row * row bytes (fsynced).
+ * The bytes equal dp_npy_write's for the same array. */
+size_t prep_npy_data_offset(const char *descr, int ndim, uint64_t rows, uint64_t cols);
+dp_status prep_npy_create(const char *path, const char *descr, int ndim, uint64_t rows,
+                          uint64_t cols);
+dp_status prep_npy_write_at(const char *path, uint64_t offset, const void *data, size_t bytes);
 
 /* ---- prep_engine.c: parse, validate and collect rows, in parallel ---- */
 #include "data/csv_internal.h"
@@ -205,9 +219,11 @@ typedef struct prep_engine {
     size_t nfeat;
     const prep_task *task; /* NULL: no target (predict on a file without it) */
     prep_na na;
-    int predict; /* keep every record in order with its reason; no population, no keys */
-    int keyed;   /* drop duplicate SERIALNO+SPORDER */
-    int threads; /* >= 1 */
+    int predict;   /* keep every record in order with its reason; no population, no keys */
+    int keyed;     /* drop duplicate SERIALNO+SPORDER */
+    int keep_keys; /* keyed: also keep each kept row's key (prep_rows.key), for the check
+                      across ranks */
+    int threads;   /* >= 1 */
     size_t chunk_bytes;
 } prep_engine;
 
@@ -218,7 +234,8 @@ typedef struct prep_rows {
     prep_cell *cells; /* [n][nfeat] */
     int32_t *label;   /* [n]; -1 where unknown (predict) */
     uint8_t *reason;  /* [n] (predict) */
-    uint64_t *line;   /* [n] (predict) */
+    uint64_t *line;   /* [n] line of each row's record */
+    uint64_t *key;    /* [n] SERIALNO+SPORDER key (engine keep_keys only) */
     uint64_t records, blank, filtered, bytes;
     uint64_t dropped[DP_PREP_REASONS];
     uint64_t *dropped_col; /* [DP_PREP_REASONS][nused] */
@@ -229,6 +246,9 @@ typedef struct prep_rows {
     uint64_t *keys, *key_line;
     size_t nkeys, kcap;
 } prep_rows;
+
+dp_status prep_intern(prep_interner *in, const char *p, size_t n, int32_t *id);
+void prep_interner_free(prep_interner *in);
 
 /* Read the header (the first record that is not blank) from the first chunk:
  * *cols (ncols names, trimmed, checked unique), and first->start moved past
@@ -244,5 +264,48 @@ void prep_engine_free(prep_engine *e);
  * number of threads or the chunk size. */
 dp_status prep_engine_run(const prep_engine *e, csv_chunker *ck, csv_chunk *first, prep_rows *out);
 void prep_rows_free(prep_rows *r, size_t nfeat);
+/* Record the first duplicate key: the record at `line` repeats the one at `seen`. */
+void prep_note_duplicate(prep_first *f, uint64_t line, uint64_t seen);
+
+/* ---- prep_dist.c: several ranks (comm may be NULL: one process) ----
+ * Every function here is collective: all ranks call it in the same order,
+ * and each returns the status agreed by all (dp_comm_agree: the lowest
+ * failing rank's message), so a failure never leaves a rank waiting. */
+int prep_rank(const dp_comm *c);
+int prep_ranks(const dp_comm *c);
+dp_status prep_agree(dp_comm *c, dp_status local);
+dp_status prep_sum(dp_comm *c, uint64_t *buf, size_t n); /* element-wise over ranks */
+dp_status prep_bcast(dp_comm *c, void *buf, size_t bytes, int root);
+
+/* Not collective: the quote parity and line ends of the bytes [a, b) of the
+ * file open as fd; and the first record boundary at or after a (just past
+ * a line end outside quotes, given the quote state and line number at a),
+ * with the line number there: size if there is none. */
+dp_status prep_range_scan(int fd, const char *name, uint64_t a, uint64_t b, int *parity,
+                          uint64_t *lines);
+dp_status prep_range_start(int fd, const char *name, uint64_t a, uint64_t size, int state_at_a,
+                           uint64_t line_at_a, uint64_t *start, uint64_t *line);
+/* This rank's records of the plain file `path` whose data (after the header)
+ * are the bytes [data_begin, size), starting on line data_line: the byte
+ * range [*begin, *end), cut at record boundaries, and the line at *begin.
+ * The ranges of ranks 0..R-1 are ascending and cover the data exactly. */
+dp_status prep_dist_range(dp_comm *c, const char *path, uint64_t data_begin, uint64_t data_line,
+                          uint64_t size, uint64_t *begin, uint64_t *end, uint64_t *line);
+/* Drop this rank's kept rows whose SERIALNO+SPORDER a lower rank kept (each
+ * rank's engine, with keep_keys, dropped its own repeats), counting them as
+ * duplicate_key with the first one's location, as one process would. */
+dp_status prep_dist_dedup(dp_comm *c, const prep_engine *e, prep_rows *r);
+/* Sum every count of the quality report over the ranks (into r) and take
+ * each reason's first example from the lowest rank that has one;
+ * *n_total: the kept rows of all ranks. */
+dp_status prep_dist_counts(dp_comm *c, const prep_engine *e, prep_rows *r, uint64_t *n_total);
+/* Decide the inferred feature k from the distinct strings of every rank's
+ * kept rows (prep_feature_resolve) and rewrite this rank's cells. */
+dp_status prep_dist_strings(dp_comm *c, prep_feature *f, prep_rows *r, size_t k, size_t nf);
+/* The ks[j]-th smallest finite float (from 0) of cells[i * stride].f over all
+ * ranks, j < nk <= 2 (each ks[j] below the global count), into out[j]; -0
+ * counts as +0. */
+dp_status prep_dist_kth(dp_comm *c, const prep_cell *cells, size_t n, size_t stride,
+                        const uint64_t *ks, int nk, float *out);
 
 #endif

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #endif
 #include "core/dp_internal.h"
+#include "data/source_internal.h"
 #include "dpsgd/source.h"
 
 enum { GZ_INBUF = 1 << 18, HASH_THREAD_MIN = 8 << 20 };
@@ -79,7 +80,9 @@ struct dp_source {
     unsigned char peek[4];
     size_t npeek, peek_pos; /* bytes read for the magic, not yet handed on */
     int in_eof;             /* the file (compressed side) is exhausted */
-    int done;               /* the decompressed data is exhausted */
+    int ranged;             /* source_open_range: reads stop after range_left bytes, unhashed */
+    uint64_t range_left;
+    int done; /* the decompressed data is exhausted */
     hasher hash;
     unsigned char digest[32];
     int hashed;
@@ -201,14 +204,18 @@ static dp_status read_raw(dp_source *s, void *buf, size_t cap, size_t *got) {
         s->peek_pos += n;
     }
     if (n < cap && !s->in_eof) {
-        size_t r;
-        DP_TRY(read_fd(s, (char *)buf + n, cap - n, &r));
+        size_t r = 0, want = cap - n;
+        if (s->ranged) want = (size_t)DP_MIN((uint64_t)want, s->range_left);
+        if (want) DP_TRY(read_fd(s, (char *)buf + n, want, &r));
         if (r == 0) s->in_eof = 1;
-        if (!s->hthread) hash_update(&s->hash, (unsigned char *)buf + n, r);
+        if (s->ranged)
+            s->range_left -= r;
+        else if (!s->hthread)
+            hash_update(&s->hash, (unsigned char *)buf + n, r);
         s->in_bytes += r;
         n += r;
     }
-    if (s->in_eof && s->peek_pos == s->npeek && !s->hashed) {
+    if (s->in_eof && s->peek_pos == s->npeek && !s->hashed && !s->ranged) {
         if (s->hthread) {
             DP_TRY(hash_join(s, 1));
         } else {
@@ -522,6 +529,80 @@ DP_API dp_status dp_source_sha256(const dp_source *s, char hex[65]) {
         hex[0] = '\0';
         return dp_error(DP_E_USAGE, "%s: the SHA-256 is known only after the whole file was read",
                         s->path);
+    }
+    sodium_bin2hex(hex, 65, s->digest, sizeof s->digest);
+    return DP_OK;
+}
+
+/* ---- for distributed prep (source_internal.h) ---- */
+
+dp_status source_open_range(const char *path, uint64_t begin, uint64_t end, dp_source **out) {
+    *out = NULL;
+    if (end < begin)
+        return dp_error(DP_E_USAGE, "%s: byte range [%llu, %llu) is reversed", path,
+                        (unsigned long long)begin, (unsigned long long)end);
+    dp_source *s = dp_calloc(1, sizeof *s);
+    if (!s) return dp_error(DP_E_NOMEM, "%s: out of memory", path);
+    s->fd = -1;
+    s->kind = DP_SOURCE_PLAIN;
+    s->ranged = 1;
+    s->range_left = end - begin;
+    dp_status st = DP_OK;
+    s->path = dp_strdup(path);
+    s->name = dp_strdup(path);
+    if (!s->path || !s->name) {
+        st = dp_error(DP_E_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0) {
+        st = dp_error(DP_E_IO, "%s: cannot open: %s", path, strerror(errno));
+        goto fail;
+    }
+    s->own_fd = 1;
+    struct stat sb;
+    if (fstat(s->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = dp_error(DP_E_IO, "%s: expected a regular file to read a byte range of", path);
+        goto fail;
+    }
+    s->file_bytes = (uint64_t)sb.st_size;
+    s->regular = 1;
+    if (lseek(s->fd, (off_t)begin, SEEK_SET) == (off_t)-1) {
+        st = dp_error(DP_E_IO, "%s: cannot seek to byte %llu: %s", path, (unsigned long long)begin,
+                      strerror(errno));
+        goto fail;
+    }
+    (void)posix_fadvise(s->fd, (off_t)begin, (off_t)(end - begin), POSIX_FADV_SEQUENTIAL);
+    *out = s;
+    return DP_OK;
+fail:
+    dp_source_close(s);
+    return st;
+}
+
+int source_is_regular(const dp_source *s) {
+    return s->regular && s->own_fd;
+}
+
+dp_status source_sha256_whole(dp_source *s, char hex[65]) {
+    hex[0] = '\0';
+    if (s->ranged) return dp_error(DP_E_USAGE, "%s: a byte-range source is not hashed", s->path);
+    if (!s->hashed && s->hthread) {
+        pthread_join(s->hth, NULL);
+        s->hthread = 0;
+        if (s->hstatus != DP_OK) return dp_error(s->hstatus, "%s", s->hmsg);
+        if (s->hbytes != s->file_bytes)
+            return dp_error(
+                DP_E_IO, "%s: the file changed while it was read (%llu bytes, then %llu)", s->path,
+                (unsigned long long)s->file_bytes, (unsigned long long)s->hbytes);
+        memcpy(s->digest, s->hdigest, sizeof s->digest);
+        s->hashed = 1;
+    }
+    if (!s->hashed) {
+        if (!source_is_regular(s))
+            return dp_error(DP_E_USAGE, "%s: only a regular file can be hashed apart from reading",
+                            s->path);
+        DP_TRY(hash_whole_file(s));
     }
     sodium_bin2hex(hex, 65, s->digest, sizeof s->digest);
     return DP_OK;
