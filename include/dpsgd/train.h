@@ -52,6 +52,19 @@ typedef enum dp_lr_schedule {
 
 /* Everything that defines a run. dp_train_config_default fills the defaults;
  * zero means "unset" where a comment says so. */
+/* Where the step runs. */
+typedef enum dp_device_kind { DP_DEVICE_CPU = 0, DP_DEVICE_CUDA = 1 } dp_device_kind;
+
+/* DP_OK when `kind` can run here: the CPU always; CUDA when this build has
+ * the backend (else DP_E_UNSUPPORTED, "this build has no CUDA backend") and a
+ * device answers (else DP_E_CUDA, "no CUDA device ..."). Never crashes or hangs. */
+DP_API dp_status dp_device_available(dp_device_kind kind);
+
+/* dp_mlp_predict on `kind`: class probabilities P [n, k] for X [n, d], host
+ * arrays. CUDA: on the device of this process's local rank. */
+DP_API dp_status dp_mlp_predict_on(dp_mlp *m, dp_device_kind kind, const float *X, size_t n,
+                                   float *P);
+
 typedef struct dp_train_config {
     /* model */
     int n_hidden;                  /* hidden layers (default 2) */
@@ -92,6 +105,11 @@ typedef struct dp_train_config {
      * exactly 0: NO noise, NOT private (epsilon infinite, nothing charged to
      * the ledger); for tests and ablations. Default 0. */
     int zero_noise;
+    /* where the step runs (issue 5; added at the end): DP_DEVICE_CPU (default) or
+     * DP_DEVICE_CUDA, one GPU per rank (local rank modulo the device count). */
+    dp_device_kind device;
+    int nccl; /* 1: sum the ranks' gradients with NCCL between the GPUs (needs
+                 DP_DEVICE_CUDA and a build with NCCL); 0: `allreduce` through host memory */
 } dp_train_config;
 
 DP_API void dp_train_config_default(dp_train_config *cfg);

@@ -62,6 +62,7 @@
 #include "core/dp_internal.h"
 #include "dpsgd/checkpoint.h"
 #include "dpsgd/dp.h"
+#include "train/backend.h"
 #include "train/train_internal.h"
 
 #define LEDGER_WHAT "train: DP-SGD"
@@ -129,6 +130,12 @@ struct dp_trainer {
     unsigned ov_issued; /* bit l: layer l's allreduce started */
     dp_status ov_err;
     const float *ov_share; /* shares mode: this step's share [P], added per layer */
+    /* --device cuda (backend.h): NULL be is the host step of this file */
+    const train_backend *be;
+    train_dev *dev;
+    int dev_stale;          /* the host parameters lag the device's */
+    dp_grad_stats dev_gs;   /* statistics read from the device, not yet reported */
+    size_t dev_batch;       /* examples of the steps since the last read */
 };
 
 static double now(void) {
@@ -387,6 +394,13 @@ static dp_status check_config(const dp_train_config *c, const dp_dataset *ds) {
         return dp_error(DP_E_USAGE, "trainer: unknown allreduce algorithm %d", (int)c->allreduce);
     if (c->noise_mode != DP_NOISE_OWNER && c->noise_mode != DP_NOISE_SHARES)
         return dp_error(DP_E_USAGE, "trainer: unknown noise mode %d", (int)c->noise_mode);
+    if (c->device != DP_DEVICE_CPU && c->device != DP_DEVICE_CUDA)
+        return dp_error(DP_E_USAGE, "trainer: unknown device %d", (int)c->device);
+    if (c->nccl && c->device != DP_DEVICE_CUDA)
+        return dp_error(DP_E_USAGE, "trainer: the nccl allreduce needs the cuda device");
+    if (c->device == DP_DEVICE_CUDA && c->overlap)
+        return dp_error(DP_E_USAGE, "trainer: --overlap is for the cpu device (on cuda the "
+                                    "gradient is summed once, on the device)");
     if (c->zero_noise && !c->private_)
         return dp_error(DP_E_USAGE, "trainer: zero_noise applies to clipped (private_) training");
     if (c->private_) {
@@ -473,6 +487,8 @@ static dp_status start(dp_trainer *t) {
     p->n = t->n_params;
     p->std = t->plan.noise_std;
     if (!noisy(t)) return DP_OK;
+    /* on the device (one rank, or NCCL) the noise is drawn there */
+    if (t->be && (t->R == 1 || t->cfg.nccl)) return DP_OK;
     if (t->R > 1 && t->cfg.noise_mode == DP_NOISE_SHARES) {
         p->key = &t->key_share;
         p->stream = (uint64_t)t->rank + 1;
@@ -574,6 +590,52 @@ static dp_status create_local(const dp_dataset *ds, const dp_train_config *cfg, 
     return DP_OK;
 }
 
+/* ---------------------------------------------------------------- device */
+
+/* --device cuda: the network (with its host parameters, just initialised or
+ * resumed), this rank's rows and the optimizer state go to the device of
+ * this process's local rank. From here on the device holds the parameters;
+ * dev_pull brings them back when the host needs them. */
+static dp_status dev_open(dp_trainer *t) {
+    if (t->cfg.device == DP_DEVICE_CPU) return DP_OK;
+    t->be = train_backend_for(t->cfg.device);
+    if (!t->be) return dp_error(DP_E_USAGE, "trainer: unknown device %d", (int)t->cfg.device);
+    train_dev_setup s;
+    memset(&s, 0, sizeof s);
+    s.mlp = dp_mlp_get_config(t->mlp);
+    s.params = dp_mlp_params(t->mlp);
+    s.n_params = t->n_params;
+    s.X = dp_dataset_X(t->ds);
+    s.y = dp_dataset_y(t->ds);
+    s.rows = t->end - t->begin;
+    s.d = t->d;
+    s.row_begin = t->begin;
+    s.max_micro = t->chunk;
+    s.optimizer = t->opt.kind;
+    s.momentum = t->opt.momentum;
+    s.beta1 = t->opt.beta1;
+    s.beta2 = t->opt.beta2;
+    s.eps = t->opt.eps;
+    s.opt_state = optim_state_len(&t->opt) ? t->opt.state : NULL;
+    s.opt_t = t->opt.t;
+    s.comm = t->comm;
+    s.nccl = t->cfg.nccl;
+    dp_status st = t->be->open(&s, &t->dev);
+    if (st != DP_OK) t->be = NULL; /* nothing to close */
+    return st;
+}
+
+/* The device's parameters and optimizer state into the host copies (the
+ * host's are what checkpoints, the model file and the checksum read). */
+static dp_status dev_pull(const dp_trainer *tc) {
+    dp_trainer *t = (dp_trainer *)tc; /* the host copies are a cache */
+    if (!t->be || !t->dev_stale) return DP_OK;
+    DP_TRY(t->be->get_params(t->dev, dp_mlp_params(t->mlp)));
+    DP_TRY(t->be->get_state(t->dev, t->opt.state, &t->opt.t));
+    t->dev_stale = 0;
+    return DP_OK;
+}
+
 /* Rank 0's keys, initial seed and calibrated plan to every rank (R > 1). */
 static dp_status share_rank0(dp_trainer *t) {
     if (t->R <= 1) return DP_OK;
@@ -622,7 +684,8 @@ DP_API dp_status dp_trainer_create_dist(const dp_dataset *ds, const dp_train_con
     if (st == DP_OK) {
         t->plan.noise_std = t->plan.noise_multiplier * t->plan.sensitivity;
         dp_mlp_init(t->mlp, t->init_seed);
-        st = share_key(t);
+        st = dev_open(t);
+        if (st == DP_OK) st = share_key(t);
         if (st == DP_OK) st = start(t);
         st = agree(comm, st);
     }
@@ -646,6 +709,7 @@ DP_API int dp_trainer_failed_together(const dp_trainer *t) {
 DP_API void dp_trainer_destroy(dp_trainer *t) {
     if (!t) return;
     pump_stop(&t->pump);
+    if (t->be) t->be->close(t->dev);
     dp_mlp_destroy(t->mlp);
     optim_free(&t->opt);
     dp_ledger_destroy(t->ledger);
@@ -851,7 +915,8 @@ static dp_status dist_combine_overlap(dp_trainer *t, float *g, const float *nois
 
 static dp_status ranks_same(dp_trainer *t) {
     int same = 0;
-    dp_status st = dp_comm_check_same(t->comm, dp_mlp_params(t->mlp), t->n_params, &same);
+    dp_status st = dev_pull(t);
+    if (st == DP_OK) st = dp_comm_check_same(t->comm, dp_mlp_params(t->mlp), t->n_params, &same);
     if (st != DP_OK) {
         t->failed_together = 0;
         return st;
@@ -918,7 +983,149 @@ static dp_status step_dist(dp_trainer *t, dp_step_info *info) {
     return DP_OK;
 }
 
+/* ---------------------------------------------------------------- step, device */
+
+/* One step on the device (backend.h; docs/cuda.md's recipe). The host
+ * samples S_t (so it knows |S_t|) and sends the index list; the gradient,
+ * the noise (one rank: stream 0, as step_once; NCCL: owner chunk or share,
+ * as step_dist), the division and the optimizer stay on the device. Several
+ * ranks without NCCL stage the gradient through host memory and reuse
+ * step_dist's dist_combine (host noise from the pump, the failure flag and
+ * the extras). The loss and clipped count are read from the device (a wait)
+ * at the end of each epoch and at the last step; other steps report loss
+ * NaN, unless host staging waited anyway. With NCCL they are this rank's. */
+static dp_status step_dev(dp_trainer *t, dp_step_info *info) {
+    const dp_train_plan *p = &t->plan;
+    const train_backend *be = t->be;
+    const size_t P = t->n_params;
+    t->failed_together = 1;
+    DP_TRY(step_allowed(t));
+    double t0 = now();
+    size_t count = 0;
+    dp_status ls = dp_poisson_sample(&t->key_sample, t->step, p->n_total, p->sample_rate, t->begin,
+                                     t->end, t->idx, t->cap, &count);
+    if (ls != DP_OK && t->R == 1) return ls;
+    if (ls != DP_OK) count = 0;
+    double t1 = now();
+    const float *cw = t->cfg.n_class_weight ? t->cfg.class_weight : NULL;
+    if (ls == DP_OK) ls = be->batch_grad(t->dev, t->idx, count, &t->clip, cw);
+    t->dev_stale = 1;
+    double t2 = now();
+    const uint64_t total = DP_MIN(p->steps, p->budget_steps);
+    const double std = noisy(t) ? p->noise_std : 0;
+    double noise_in_update = 0, t_comm = 0;
+    size_t batch = count;
+    dp_grad_stats gs;
+    memset(&gs, 0, sizeof gs);
+    int have_stats = 0;
+    if (t->R == 1) {
+        DP_TRY(ls);
+        noise_in_update = std;
+    } else if (t->cfg.nccl) {
+        float ex[2] = {ls != DP_OK ? 1.0f : 0.0f, (float)count};
+        dp_status cs = dp_comm_allreduce(t->comm, ex, 2, t->cfg.allreduce);
+        if (cs != DP_OK) {
+            t->failed_together = 0;
+            return cs;
+        }
+        if (ex[0] != 0.0f) return agree(t->comm, ls);
+        batch = (size_t)ex[1];
+        if (std > 0 && t->cfg.noise_mode == DP_NOISE_SHARES)
+            cs = be->noise_add(t->dev, &t->key_share, t->step, (uint64_t)t->rank + 1, 0, P,
+                               std / sqrt((double)t->R));
+        if (cs == DP_OK)
+            cs = be->nccl_sum(t->dev, &t->key_noise, t->step,
+                              t->cfg.noise_mode == DP_NOISE_OWNER ? std : 0);
+        if (cs != DP_OK) {
+            t->failed_together = 0;
+            return cs;
+        }
+        t_comm = now() - t2;
+    } else {
+        float *g = t->grad;
+        memset(g, 0, t->nbuf * sizeof(float));
+        if (ls == DP_OK) ls = be->grad_get(t->dev, g);
+        if (ls == DP_OK) ls = be->stats(t->dev, &gs);
+        const float *noise = NULL;
+        if (ls == DP_OK && noisy(t)) ls = pump_get(&t->pump, t->step, &noise);
+        g[P] = ls != DP_OK ? 1.0f : 0.0f;
+        g[P + 1] = (float)count;
+        g[P + 2] = (float)gs.loss_sum;
+        g[P + 3] = (float)gs.n_clipped;
+        double tc = now();
+        dp_status cs = dist_combine(t, g, noise);
+        if (noise) pump_release(&t->pump, t->step);
+        t_comm = now() - tc;
+        if (cs != DP_OK) {
+            t->failed_together = 0;
+            return cs;
+        }
+        if (g[P] != 0.0f) return agree(t->comm, ls);
+        batch = (size_t)g[P + 1];
+        gs.loss_sum = (double)g[P + 2];
+        gs.n_clipped = (size_t)g[P + 3];
+        have_stats = 1;
+        DP_TRY(be->grad_put(t->dev, g));
+    }
+    /* the divisor of finish_step: qN when private, |S_t| otherwise */
+    float scale;
+    if (t->cfg.private_)
+        scale = (float)(1.0 / p->expected_batch);
+    else
+        scale = batch ? (float)(1.0 / (double)batch) : 0.0f;
+    const double t3 = now();
+    dp_status us = be->update(t->dev, &t->key_noise, t->step, noise_in_update, scale,
+                              lr_at(t->cfg.lr_schedule, t->cfg.lr, t->step, total));
+    if (us != DP_OK) {
+        t->failed_together = t->R == 1;
+        return us;
+    }
+    if (noisy(t)) {
+        dp_privacy_event ev = {p->sample_rate, p->noise_multiplier, 1};
+        DP_TRY(dp_ledger_add(t->ledger, LEDGER_WHAT, ev));
+    }
+    t->step++;
+    double loss = NAN;
+    size_t n_clipped = 0;
+    if (have_stats) {
+        loss = batch ? gs.loss_sum / (double)batch : NAN;
+        n_clipped = gs.n_clipped;
+    } else {
+        t->dev_batch += count;
+        if (t->step % p->steps_per_epoch == 0 || t->step == total) {
+            DP_TRY(be->stats(t->dev, &t->dev_gs));
+            loss = t->dev_batch ? t->dev_gs.loss_sum / (double)t->dev_batch : NAN;
+            n_clipped = t->dev_gs.n_clipped;
+            memset(&t->dev_gs, 0, sizeof t->dev_gs);
+            t->dev_batch = 0;
+        }
+    }
+    double t4 = now();
+    t->tm.sample += t1 - t0;
+    t->tm.forward += t2 - t1; /* queueing the device's gradient (it runs asynchronously) */
+    t->tm.comm += t_comm;
+    t->tm.optimizer += t4 - t3;
+    t->tm.total += t4 - t0;
+    t->tm.steps++;
+    t->tm.examples += count;
+    if (info) {
+        info->step = t->step;
+        info->steps = total;
+        info->steps_per_epoch = p->steps_per_epoch;
+        info->epoch = (t->step - 1) / p->steps_per_epoch;
+        info->step_in_epoch = (t->step - 1) % p->steps_per_epoch + 1;
+        info->batch = batch;
+        info->loss = loss;
+        info->n_clipped = n_clipped;
+        info->seconds = t4 - t0;
+    }
+    if (t->R > 1 && ((t->cfg.check_every && t->step % t->cfg.check_every == 0) || t->step == total))
+        DP_TRY(ranks_same(t));
+    return DP_OK;
+}
+
 static dp_status step_any(dp_trainer *t, dp_step_info *info) {
+    if (t->be) return step_dev(t, info);
     return t->R > 1 ? step_dist(t, info) : step_once(t, info);
 }
 
@@ -961,6 +1168,9 @@ DP_API uint64_t dp_trainer_steps_done(const dp_trainer *t) {
     return t->step;
 }
 DP_API dp_mlp *dp_trainer_mlp(dp_trainer *t) {
+    /* the device's parameters, if it holds them; a failed copy leaves the
+     * last ones the host had and records the error */
+    dev_pull(t);
     return t->mlp;
 }
 DP_API const dp_ledger *dp_trainer_ledger(const dp_trainer *t) {
@@ -1033,6 +1243,9 @@ static cJSON *config_json(const dp_train_config *c) {
     cJSON_AddBoolToObject(o, "overlap", c->overlap);
     cJSON_AddNumberToObject(o, "check_every", (double)c->check_every);
     cJSON_AddBoolToObject(o, "zero_noise", c->zero_noise);
+    /* written only off the default, so CPU runs keep their bytes */
+    if (c->device == DP_DEVICE_CUDA) cJSON_AddStringToObject(o, "device", "cuda");
+    if (c->nccl) cJSON_AddBoolToObject(o, "nccl", 1);
     return o;
 }
 
@@ -1145,6 +1358,15 @@ static dp_status config_from(const cJSON *o, dp_train_config *c) {
     b = cJSON_GetObjectItemCaseSensitive(o, "zero_noise");
     if (b) NEED(cJSON_IsBool(b), "zero_noise");
     c->zero_noise = cJSON_IsTrue(b);
+    s = cJSON_GetObjectItemCaseSensitive(o, "device");
+    if (s) {
+        NEED(cJSON_IsString(s) && (!strcmp(s->valuestring, "cuda") || !strcmp(s->valuestring, "cpu")),
+             "device");
+        c->device = strcmp(s->valuestring, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
+    }
+    b = cJSON_GetObjectItemCaseSensitive(o, "nccl");
+    if (b) NEED(cJSON_IsBool(b), "nccl");
+    c->nccl = cJSON_IsTrue(b);
 #undef NEED
     return DP_OK;
 }
@@ -1167,6 +1389,7 @@ static void hex(const uint8_t *b, size_t n, char *out) {
 }
 
 DP_API dp_status dp_trainer_save(const dp_trainer *t, const char *path) {
+    DP_TRY(dev_pull(t));
     cJSON *o = cJSON_CreateObject();
     if (!o) return dp_error(DP_E_NOMEM, "%s: out of memory", path);
     char buf[80];
@@ -1344,7 +1567,8 @@ DP_API dp_status dp_trainer_resume_dist(const dp_dataset *ds, const char *path, 
         }
     }
     if (st == DP_OK) {
-        st = share_key(t);
+        st = dev_open(t);
+        if (st == DP_OK) st = share_key(t);
         if (st == DP_OK) st = start(t);
         st = agree(comm, st);
     }
