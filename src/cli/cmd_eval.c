@@ -13,12 +13,14 @@
 #include "cli/cli.h"
 #include "dpsgd/eval.h"
 #include "dpsgd/model.h"
+#include "dpsgd/train.h"
 
-enum { O_SPLIT = 256, O_JSON };
+enum { O_SPLIT = 256, O_JSON, O_DEVICE };
 
 static const cli_opt opts[] = {
     {"split", O_SPLIT, "NAME", "split to evaluate: train, val or test (default test)"},
     {"json", O_JSON, NULL, "print one JSON object instead of tables"},
+    {"device", O_DEVICE, "cpu|cuda", "where to predict (default cpu)"},
     {0},
 };
 
@@ -101,6 +103,7 @@ static void print_table(const dp_eval_metrics *m, const dp_eval_metrics *b) {
 }
 
 int cmd_eval(int argc, char **argv) {
+    const char *device = "cpu";
     const char *split = "test";
     int json = 0;
     cli_parser p;
@@ -118,6 +121,9 @@ int cmd_eval(int argc, char **argv) {
         case O_JSON:
             json = 1;
             break;
+        case O_DEVICE:
+            device = optarg;
+            break;
         default:
             return cli_usage_error("unexpected option");
         }
@@ -126,6 +132,13 @@ int cmd_eval(int argc, char **argv) {
     const char *run = argv[optind], *dataset = argv[optind + 1];
     if (strcmp(split, "train") && strcmp(split, "val") && strcmp(split, "test"))
         return cli_usage_error("--split expects train, val or test, got '%s'", split);
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return cli_usage_error("--device expects cpu or cuda, got '%s'", device);
+    const dp_device_kind dev = strcmp(device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
+    if (dev == DP_DEVICE_CUDA && dp_device_available(dev) != DP_OK) {
+        cli_error("--device cuda: %s (use --device cpu)", dp_last_error());
+        return CLI_BAD_INPUT;
+    }
 
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", run);
@@ -170,7 +183,7 @@ int cmd_eval(int argc, char **argv) {
         rc = CLI_INTERNAL;
         goto done;
     }
-    if ((st = dp_mlp_predict(dp_model_mlp(model), dp_dataset_X(ds), n, P)) != DP_OK) {
+    if ((st = dp_mlp_predict_on(dp_model_mlp(model), dev, dp_dataset_X(ds), n, P)) != DP_OK) {
         rc = cli_fail(st);
         goto done;
     }

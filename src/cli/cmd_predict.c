@@ -14,9 +14,10 @@
 #include "cli/cli.h"
 #include "dpsgd/checkpoint.h"
 #include "dpsgd/model.h"
+#include "dpsgd/train.h"
 #include "dpsgd/prep.h"
 
-enum { O_DATASET = 256, O_THREADS, O_FORCE };
+enum { O_DATASET = 256, O_THREADS, O_FORCE, O_DEVICE };
 
 static const cli_opt opts[] = {
     {"output", 'o', "FILE", "predictions CSV to write (required)"},
@@ -24,6 +25,7 @@ static const cli_opt opts[] = {
      "take the encodings from DIR/meta.json (default: the run's copy)"},
     {"threads", O_THREADS, "T", "threads for parsing (default: all cores)"},
     {"force", O_FORCE, NULL, "overwrite an existing FILE"},
+    {"device", O_DEVICE, "cpu|cuda", "where to predict (default cpu)"},
     {0},
 };
 
@@ -37,6 +39,7 @@ static const cli_cmd cmd = {
 };
 
 int cmd_predict(int argc, char **argv) {
+    const char *device = "cpu";
     const char *out = NULL, *dataset = NULL;
     long long threads = 0;
     int force = 0;
@@ -61,12 +64,22 @@ int cmd_predict(int argc, char **argv) {
         case O_FORCE:
             force = 1;
             break;
+        case O_DEVICE:
+            device = optarg;
+            break;
         default:
             return cli_usage_error("unexpected option");
         }
     }
     if (argc - optind != 2) return cli_usage_error("expected RUN and INPUT.csv");
     if (!out) return cli_usage_error("-o FILE is required");
+    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+        return cli_usage_error("--device expects cpu or cuda, got '%s'", device);
+    const dp_device_kind dev = strcmp(device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
+    if (dev == DP_DEVICE_CUDA && dp_device_available(dev) != DP_OK) {
+        cli_error("--device cuda: %s (use --device cpu)", dp_last_error());
+        return CLI_BAD_INPUT;
+    }
     const char *run = argv[optind], *input = argv[optind + 1];
     if (!force && access(out, F_OK) == 0) {
         cli_error("%s exists (use --force to overwrite it)", out);
@@ -137,7 +150,7 @@ int cmd_predict(int argc, char **argv) {
         rc = CLI_INTERNAL;
         goto done;
     }
-    if ((st = dp_mlp_predict(dp_model_mlp(model), enc.X, enc.n, P)) != DP_OK) {
+    if ((st = dp_mlp_predict_on(dp_model_mlp(model), dev, enc.X, enc.n, P)) != DP_OK) {
         rc = cli_fail(st);
         goto done;
     }

@@ -107,8 +107,9 @@ static const cli_opt opts[] = {
     {"force", O_FORCE, NULL, "overwrite an existing run directory"},
     {"quiet", O_QUIET, NULL, "no progress output"},
     {"device", O_DEVICE, "cpu|cuda", "where to train (default cpu)"},
-    {"allreduce", O_ALLREDUCE, "mpi|naive|ring|tree",
-     "allreduce algorithm across ranks (default mpi)"},
+    {"allreduce", O_ALLREDUCE, "mpi|naive|ring|tree|nccl",
+     "allreduce algorithm across ranks (default mpi; nccl: between GPUs, needs --device cuda; "
+     "the others stage a GPU gradient through host memory)"},
     {"noise-mode", O_NOISEMODE, "owner|shares",
      "across ranks: the owner of each chunk adds its noise (default), or every rank adds a "
      "share"},
@@ -330,7 +331,7 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
         /* how the noise was added matters for whom the ranks must trust */
         cJSON *d = cJSON_AddObjectToObject(o, "distributed");
         cJSON_AddNumberToObject(d, "ranks", ranks);
-        cJSON_AddStringToObject(d, "allreduce", dp_allreduce_name(cfg->allreduce));
+        cJSON_AddStringToObject(d, "allreduce", cfg->nccl ? "nccl" : dp_allreduce_name(cfg->allreduce));
         cJSON_AddStringToObject(d, "noise_mode", dp_noise_mode_name(cfg->noise_mode));
         cJSON_AddStringToObject(
             d, "noise_trust",
@@ -639,9 +640,12 @@ static int parse(int argc, char **argv, train_args *a) {
             a->device = optarg;
             break;
         case O_ALLREDUCE:
-            if (dp_allreduce_parse(optarg, &a->cfg.allreduce) != DP_OK)
-                return cli_usage_error("--allreduce expects mpi, naive, ring or tree, got '%s'",
-                                       optarg);
+            a->cfg.nccl = !strcmp(optarg, "nccl");
+            if (a->cfg.nccl)
+                a->cfg.allreduce = DP_ALLREDUCE_MPI; /* the few host floats beside NCCL */
+            else if (dp_allreduce_parse(optarg, &a->cfg.allreduce) != DP_OK)
+                return cli_usage_error(
+                    "--allreduce expects mpi, naive, ring, tree or nccl, got '%s'", optarg);
             break;
         case O_NOISEINLINE:
             a->cfg.noise_ahead = 0;
@@ -670,8 +674,17 @@ static int parse(int argc, char **argv, train_args *a) {
     if (!a->run) return cli_usage_error("-o RUN is required");
     if (strcmp(a->device, "cpu") && strcmp(a->device, "cuda"))
         return cli_usage_error("--device expects cpu or cuda, got '%s'", a->device);
-    if (!strcmp(a->device, "cuda")) {
-        cli_error("--device cuda: this build has no CUDA backend (train with --device cpu)");
+    a->cfg.device = strcmp(a->device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
+    if (a->cfg.nccl && a->cfg.device != DP_DEVICE_CUDA)
+        return cli_usage_error("--allreduce nccl sums gradients between GPUs: it needs --device "
+                               "cuda (on the cpu use mpi, naive, ring or tree)");
+    if (a->cfg.device == DP_DEVICE_CUDA && a->cfg.overlap)
+        return cli_usage_error("--overlap is for --device cpu (on cuda the gradient is summed "
+                               "once, on the device)");
+    /* Before anything is created: a build without the backend, or a machine
+     * without a GPU, is one line and no run directory. */
+    if (a->cfg.device == DP_DEVICE_CUDA && dp_device_available(DP_DEVICE_CUDA) != DP_OK) {
+        cli_error("--device cuda: %s (train with --device cpu)", dp_last_error());
         return CLI_BAD_INPUT;
     }
     if (a->resume && a->force) return cli_usage_error("--resume and --force exclude each other");
@@ -837,7 +850,7 @@ static int train(dp_comm *comm, train_args *a, int argc, char **argv) {
     if (rank == 0) {
         if (ranks > 1)
             cli_note("%d ranks, %zu rows each on average, allreduce %s, noise %s%s", ranks,
-                     plan->n_total / (size_t)ranks, dp_allreduce_name(tc->allreduce),
+                     plan->n_total / (size_t)ranks, tc->nccl ? "nccl" : dp_allreduce_name(tc->allreduce),
                      dp_noise_mode_name(tc->noise_mode),
                      tc->overlap ? ", overlapped per layer" : "");
         if (!a->resume) {
