@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "testutil.h"
+#include "dpsgd/train.h"
 #include "train_fixture.h"
 
 static char *ds, *tmp;
@@ -259,7 +260,11 @@ Test(train_cli, foreign_corrupt_and_mismatched_files_are_refused_clearly) {
 
 Test(train_cli, usage_errors_and_missing_backends_are_one_line) {
     char *run = in(tmp, "r");
-    refused("cuda", "no CUDA backend", "train '%s' -o '%s' --no-dp --device cuda", ds, run);
+    refused("nccl without cuda", "--device cuda",
+            "train '%s' -o '%s' --no-dp --allreduce nccl", ds, run);
+    refused("overlap on cuda", "--overlap", "train '%s' -o '%s' --no-dp --device cuda --overlap",
+            ds, run);
+    refused("device name", "--device", "train '%s' -o '%s' --no-dp --device tpu", ds, run);
     refused("no budget", "--target-epsilon", "train '%s' -o '%s'", ds, run);
     refused("no-dp with sigma", "--no-dp", "train '%s' -o '%s' --no-dp --noise-multiplier 1", ds,
             run);
@@ -382,4 +387,33 @@ Test(train_cli, predict_writes_one_row_per_record_and_refuses_other_schemas) {
     cr_assert(strstr(err, "schema") && one_line(err), "%s", err);
     free(out), free(err);
     free(csv), free(pds), free(run), free(pred), free(frun);
+}
+
+/* --device cuda where it cannot run: a build without the backend says so, a
+ * CUDA build on a machine without a GPU says there is no device; either way
+ * one line, exit 1, no run directory, for train, eval and predict alike. On
+ * a machine where a GPU answers, the refusal is not expected (bench/gpu.sh
+ * runs the GPU comparison there). */
+Test(train_cli, device_cuda_without_a_gpu_is_one_clear_line) {
+    dp_status avail = dp_device_available(DP_DEVICE_CUDA);
+    if (avail == DP_OK) {
+        cr_log_warn("a CUDA device answers here: refusal not tested");
+        return;
+    }
+    const char *expect = avail == DP_E_UNSUPPORTED ? "no CUDA backend" : "no CUDA device";
+    char *run = in(tmp, "cuda-run");
+    refused("train cuda", expect, "train '%s' -o '%s' --no-dp --device cuda --quiet", ds, run);
+    refused("train cuda nccl", expect,
+            "train '%s' -o '%s' --no-dp --device cuda --allreduce nccl --quiet", ds, run);
+    cr_assert(!tu_exists(run), "a refused run leaves no directory behind");
+    refused("eval cuda", expect, "eval '%s' '%s' --device cuda", run, ds);
+    char *csv = in(tmp, "pred.csv");
+    char args[9000];
+    snprintf(args, sizeof args, "predict '%s' '%s' -o '%s' --device cuda", run, "x.csv", csv);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "%s", args);
+    cr_assert_eq(rc, 1, "predict cuda: exit %d (%s)", rc, err);
+    cr_assert(strstr(err, expect) && one_line(err), "predict cuda: %s", err);
+    cr_assert(!tu_exists(csv), "no predictions file");
+    free(err), free(csv), free(run);
 }
