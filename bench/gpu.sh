@@ -116,7 +116,7 @@ if ! grep -q 'dpsgd: \[x\] CUDA' "$O/configure.log"; then
 fi
 
 stamp "build"
-if ! cmake --build "$B" -j "$JOBS" --target check_cuda bench_gpu_train >"$O/build.log" 2>&1; then
+if ! cmake --build "$B" -j "$JOBS" --target check_cuda bench_gpu_train dpsgd >"$O/build.log" 2>&1; then
     grep -E 'error|Error' "$O/build.log" | head -30
     echo "gpu.sh: FAIL: build"
     exit 4
@@ -156,6 +156,55 @@ else
     echo "compute-sanitizer not found"
 fi
 
+# ---- the trainer: a whole CLI run on the device against the same run on the
+# CPU (issue 5: "a whole noise-free training run on GPU equals the CPU run to
+# 1e-4"): noise-free DP-SGD (clipping, --noise-multiplier 0) and --no-dp,
+# SGD and Adam, parameters compared by tests/mpi/compare_models.py (the
+# standard-library safetensors reader, not dpsgd); then eval --device cuda
+# against eval --device cpu on the GPU-trained model.
+stamp "trainer: --device cuda against --device cpu"
+TD=$(mktemp -d /tmp/dpsgd-gpu-train-XXXXXX)
+PY=python3
+/usr/bin/python3 -c "import numpy" 2>/dev/null && PY=/usr/bin/python3 # make_dataset.py needs numpy
+TR="$O/train_cmp.log"
+TRAIN=0
+$PY tests/mpi/make_dataset.py "$TD/ds" 6000 10 11 >"$TR" 2>&1 || { TRAIN=7; echo "FAIL: make_dataset.py (numpy?)" >>"$TR"; }
+i=0
+for cfg in "--noise-multiplier 0 --optimizer sgd --lr 0.5" \
+           "--noise-multiplier 0 --optimizer adam --lr 0.01 --max-grad-norm 0.5" \
+           "--no-dp --optimizer momentum --lr 0.1"; do
+    [ $TRAIN -ne 0 ] && break
+    i=$((i + 1))
+    # shellcheck disable=SC2086
+    for dev in cpu cuda; do
+        echo "== run $i $dev: $cfg" >>"$TR"
+        run timeout 60 "$B/dpsgd" train "$TD/ds" -o "$TD/$dev$i" --epochs 2 --batch-size 200 \
+            --seed 7 --quiet --device $dev $cfg >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: train $dev $cfg" >>"$TR"; }
+    done
+    [ $TRAIN -ne 0 ] && break
+    python3 tests/mpi/compare_models.py --rel 1e-4 "$TD/cpu$i/model.safetensors" \
+        "$TD/cuda$i/model.safetensors" >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: models differ: $cfg" >>"$TR"; }
+done
+if [ $TRAIN -eq 0 ]; then
+    run timeout 60 "$B/dpsgd" eval "$TD/cuda1" "$TD/ds" --json --device cpu >"$TD/e_cpu.json" 2>>"$TR" &&
+    run timeout 60 "$B/dpsgd" eval "$TD/cuda1" "$TD/ds" --json --device cuda >"$TD/e_gpu.json" 2>>"$TR" &&
+    python3 - "$TD/e_cpu.json" "$TD/e_gpu.json" >>"$TR" 2>&1 <<'PY' || { TRAIN=7; echo "FAIL: eval differs" >>"$TR"; }
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+def walk(x, y, path):
+    if isinstance(x, dict):
+        for k in x: walk(x[k], y[k], path + "." + k)
+    elif isinstance(x, list):
+        for i, (u, v) in enumerate(zip(x, y)): walk(u, v, f"{path}[{i}]")
+    elif isinstance(x, float):
+        assert abs(x - y) <= 1e-4 * max(1.0, abs(x)), f"{path}: cpu {x} gpu {y}"
+walk(a, b, "eval")
+print("eval --device cuda equals eval --device cpu to 1e-4")
+PY
+fi
+rm -rf "$TD"
+cat "$TR"
+
 stamp "gpu_train benchmark"
 run timeout 150 "$B/bench/gpu_train" --json-file "$O/gpu_train.json" >"$O/gpu_train.txt" 2>&1
 BENCH=$?
@@ -168,9 +217,11 @@ grep -E '^(FAIL|check_cuda:)' "$O/check_cuda.log"
 printf 'check_cuda:  exit %s\n' "$CHECK"
 printf 'memcheck:    exit %s (%s)\n' "$MEM" \
     "$(grep -E 'ERROR SUMMARY' "$O/memcheck.log" 2>/dev/null | tail -1)"
+printf 'trainer cmp: exit %s (train_cmp.log)\n' "$TRAIN"
 printf 'gpu_train:   exit %s\n' "$BENCH"
 cat "$O/gpu_train.txt"
 [ $CHECK -ne 0 ] && exit $CHECK
 [ $MEM -ne 0 ] && exit 5
+[ $TRAIN -ne 0 ] && exit $TRAIN
 [ $BENCH -ne 0 ] && exit 6
 exit 0
