@@ -550,3 +550,44 @@ Test(train, steps_allocate_nothing) {
     tu_rmrf(dir);
     free(dir);
 }
+
+/* The library side of --device cuda: where no device can run the step (a
+ * build without the backend, or no GPU), dp_trainer_create fails with the
+ * backend's status and one message, leaves no trainer, and leaks nothing
+ * (ASan build); the nccl allreduce is refused on the cpu device. On a
+ * machine with a GPU the creation must succeed instead, and the first step
+ * too. */
+Test(train, cuda_device_without_a_gpu_fails_cleanly_and_nccl_needs_cuda) {
+    uint64_t seed = tu_seed();
+    char *dir = fx_dataset(400, 6, seed, NULL, NULL);
+    dp_dataset *ds = open_split(dir, "train");
+    dp_train_config c;
+    small_net(&c);
+    c.seed = seed;
+    c.private_ = 0;
+    c.batch_size = 40;
+    c.nccl = 1;
+    dp_trainer *t = (dp_trainer *)&c; /* must be reset to NULL */
+    cr_assert_eq(dp_trainer_create(ds, &c, &t), DP_E_USAGE);
+    cr_assert_null(t);
+    cr_assert(strstr(dp_last_error(), "nccl"), "%s", dp_last_error());
+    c.nccl = 0;
+    c.device = DP_DEVICE_CUDA;
+    dp_status avail = dp_device_available(DP_DEVICE_CUDA);
+    dp_status st = dp_trainer_create(ds, &c, &t);
+    if (avail == DP_OK) {
+        cr_assert_eq(st, DP_OK, "%s", dp_last_error());
+        cr_assert_eq(dp_trainer_step(t, NULL), DP_OK, "%s", dp_last_error());
+        dp_trainer_destroy(t);
+    } else {
+        cr_assert(avail == DP_E_UNSUPPORTED || avail == DP_E_CUDA, "status %d", (int)avail);
+        cr_assert_eq(st, avail, "%s", dp_last_error());
+        cr_assert_null(t);
+        cr_assert(strstr(dp_last_error(), avail == DP_E_CUDA ? "no CUDA device" : "no CUDA backend"),
+                  "%s", dp_last_error());
+        cr_assert_null(strchr(dp_last_error(), '\n'), "one line: %s", dp_last_error());
+    }
+    dp_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
