@@ -583,8 +583,9 @@ Test(train, cuda_device_without_a_gpu_fails_cleanly_and_nccl_needs_cuda) {
         cr_assert(avail == DP_E_UNSUPPORTED || avail == DP_E_CUDA, "status %d", (int)avail);
         cr_assert_eq(st, avail, "%s", dp_last_error());
         cr_assert_null(t);
-        cr_assert(strstr(dp_last_error(), avail == DP_E_CUDA ? "no CUDA device" : "no CUDA backend"),
-                  "%s", dp_last_error());
+        cr_assert(
+            strstr(dp_last_error(), avail == DP_E_CUDA ? "no CUDA device" : "no CUDA backend"),
+            "%s", dp_last_error());
         cr_assert_null(strchr(dp_last_error(), '\n'), "one line: %s", dp_last_error());
     }
     dp_dataset_close(ds);

@@ -260,8 +260,8 @@ Test(train_cli, foreign_corrupt_and_mismatched_files_are_refused_clearly) {
 
 Test(train_cli, usage_errors_and_missing_backends_are_one_line) {
     char *run = in(tmp, "r");
-    refused("nccl without cuda", "--device cuda",
-            "train '%s' -o '%s' --no-dp --allreduce nccl", ds, run);
+    refused("nccl without cuda", "--device cuda", "train '%s' -o '%s' --no-dp --allreduce nccl", ds,
+            run);
     refused("overlap on cuda", "--overlap", "train '%s' -o '%s' --no-dp --device cuda --overlap",
             ds, run);
     refused("device name", "--device", "train '%s' -o '%s' --no-dp --device tpu", ds, run);

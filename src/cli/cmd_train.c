@@ -331,7 +331,8 @@ static dp_status write_privacy(const char *run, dp_trainer *t, const dp_dataset 
         /* how the noise was added matters for whom the ranks must trust */
         cJSON *d = cJSON_AddObjectToObject(o, "distributed");
         cJSON_AddNumberToObject(d, "ranks", ranks);
-        cJSON_AddStringToObject(d, "allreduce", cfg->nccl ? "nccl" : dp_allreduce_name(cfg->allreduce));
+        cJSON_AddStringToObject(d, "allreduce",
+                                cfg->nccl ? "nccl" : dp_allreduce_name(cfg->allreduce));
         cJSON_AddStringToObject(d, "noise_mode", dp_noise_mode_name(cfg->noise_mode));
         cJSON_AddStringToObject(
             d, "noise_trust",
@@ -849,10 +850,10 @@ static int train(dp_comm *comm, train_args *a, int argc, char **argv) {
     const int priv = tc->private_ && !tc->zero_noise;
     if (rank == 0) {
         if (ranks > 1)
-            cli_note("%d ranks, %zu rows each on average, allreduce %s, noise %s%s", ranks,
-                     plan->n_total / (size_t)ranks, tc->nccl ? "nccl" : dp_allreduce_name(tc->allreduce),
-                     dp_noise_mode_name(tc->noise_mode),
-                     tc->overlap ? ", overlapped per layer" : "");
+            cli_note(
+                "%d ranks, %zu rows each on average, allreduce %s, noise %s%s", ranks,
+                plan->n_total / (size_t)ranks, tc->nccl ? "nccl" : dp_allreduce_name(tc->allreduce),
+                dp_noise_mode_name(tc->noise_mode), tc->overlap ? ", overlapped per layer" : "");
         if (!a->resume) {
             if (priv && !a->have_sigma)
                 cli_note("noise multiplier %.4g calibrated for epsilon %g at delta %g over %llu "

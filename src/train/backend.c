@@ -150,9 +150,9 @@ static dp_status cuda_stats(train_dev *d, dp_grad_stats *gs) {
 }
 
 static const train_backend backend_cuda = {
-    "cuda",         cuda_probe,    cuda_open,     cuda_close,     cuda_get_params,
+    "cuda",         cuda_probe,      cuda_open,     cuda_close,    cuda_get_params,
     cuda_get_state, cuda_batch_grad, cuda_grad_get, cuda_grad_put, cuda_noise_add,
-    cuda_nccl_sum,  cuda_update,   cuda_stats,
+    cuda_nccl_sum,  cuda_update,     cuda_stats,
 };
 
 /* The table: one entry per dp_device_kind; the CPU's is the host path. */
@@ -160,7 +160,7 @@ static const train_backend *const backends[] = {NULL, &backend_cuda};
 
 const train_backend *train_backend_for(dp_device_kind kind) {
     return (int)kind >= 0 && (size_t)kind < sizeof backends / sizeof backends[0] ? backends[kind]
-                                                                                  : NULL;
+                                                                                 : NULL;
 }
 
 DP_API dp_status dp_device_available(dp_device_kind kind) {

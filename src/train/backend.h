@@ -21,8 +21,8 @@ typedef struct train_dev_setup {
     const dp_mlp_config *mlp;
     const float *params; /* [P] host, dp_mlp_params layout */
     size_t n_params;
-    const float *X;    /* [rows, d] host, must outlive the device (streamed data) */
-    const int32_t *y;  /* [rows] */
+    const float *X;   /* [rows, d] host, must outlive the device (streamed data) */
+    const int32_t *y; /* [rows] */
     size_t rows, d, row_begin;
     size_t max_micro; /* rows per device micro-batch */
     dp_optimizer_kind optimizer;

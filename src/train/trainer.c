@@ -133,9 +133,9 @@ struct dp_trainer {
     /* --device cuda (backend.h): NULL be is the host step of this file */
     const train_backend *be;
     train_dev *dev;
-    int dev_stale;          /* the host parameters lag the device's */
-    dp_grad_stats dev_gs;   /* statistics read from the device, not yet reported */
-    size_t dev_batch;       /* examples of the steps since the last read */
+    int dev_stale;        /* the host parameters lag the device's */
+    dp_grad_stats dev_gs; /* statistics read from the device, not yet reported */
+    size_t dev_batch;     /* examples of the steps since the last read */
 };
 
 static double now(void) {
@@ -1360,7 +1360,8 @@ static dp_status config_from(const cJSON *o, dp_train_config *c) {
     c->zero_noise = cJSON_IsTrue(b);
     s = cJSON_GetObjectItemCaseSensitive(o, "device");
     if (s) {
-        NEED(cJSON_IsString(s) && (!strcmp(s->valuestring, "cuda") || !strcmp(s->valuestring, "cpu")),
+        NEED(cJSON_IsString(s) &&
+                 (!strcmp(s->valuestring, "cuda") || !strcmp(s->valuestring, "cpu")),
              "device");
         c->device = strcmp(s->valuestring, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
     }
