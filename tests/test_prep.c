@@ -5,9 +5,13 @@
  * the output independent of threads and chunk size; the predict encoder
  * reproducing the training rows; validation agreeing with dp_pums_valid; the
  * split's sizes against the largest-remainder rule; the dataset reader
- * opening what prep wrote.
+ * opening what prep wrote; and the two pieces of distributed prep that one
+ * process can check (tests/test_prep_mpi.sh runs the rest under mpirun):
+ * rank byte ranges start exactly at the records a sequential parse finds,
+ * and the radix selection of medians equals sorting.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,5 +628,169 @@ Test(prep, unemployment_is_the_custom_task_it_describes) {
         cr_assert(na == nb && memcmp(x, y, na) == 0, "%s differs", files[f]);
         free(x);
         free(y);
+    }
+}
+
+/* ---- the pieces of distributed prep that need no second rank ---- */
+
+/* A CSV whose quoted fields (commas, doubled quotes, LF and CRLF inside)
+ * hold many of its bytes, with blank lines and stray quotes. */
+static char *quoted_csv(uint64_t *rng, size_t records, size_t *len) {
+    size_t cap = records * 400 + 64, n = 0;
+    char *t = malloc(cap);
+    static const char *const pieces[] = {"ab", " c ", ",", "\"\"", "\n", "\r\n", "x y", "\r"};
+    for (size_t i = 0; i < records; i++) {
+        int fields = 1 + (int)(tu_next(rng) % 5);
+        for (int f = 0; f < fields; f++) {
+            if (f) t[n++] = ',';
+            int kind = (int)(tu_next(rng) % 8);
+            if (kind < 3) { /* quoted, with line ends and quotes inside */
+                t[n++] = '"';
+                for (int k = (int)(tu_next(rng) % 12); k > 0; k--) {
+                    const char *p = pieces[tu_next(rng) % 8];
+                    memcpy(t + n, p, strlen(p));
+                    n += strlen(p);
+                }
+                t[n++] = '"';
+            } else if (kind == 3) { /* a stray quote: readable, flips the quoting */
+                memcpy(t + n, "a\"b", 3);
+                n += 3;
+            } else {
+                n += (size_t)snprintf(t + n, cap - n, "%llu",
+                                      (unsigned long long)(tu_next(rng) % 100000));
+            }
+        }
+        if (tu_next(rng) % 2) t[n++] = '\r';
+        t[n++] = '\n';
+        if (tu_next(rng) % 10 == 0) t[n++] = '\n'; /* a blank line */
+    }
+    *len = n;
+    return t;
+}
+
+Test(prep, rank_ranges_start_at_the_records_a_sequential_parse_finds) {
+    uint64_t rng = tu_seed();
+    for (int round = 0; round < 20; round++) {
+        size_t len;
+        char *text = quoted_csv(&rng, 50 + tu_next(&rng) % 400, &len);
+        /* the odd stray quote can leave the end inside quotes: close it */
+        if (csv_quote_parity(text, len)) {
+            text[len++] = '"';
+            text[len++] = '\n';
+        }
+        char *path = in_dir("ranges.csv");
+        cr_assert_eq(tu_write_file(path, text, len), 0);
+        /* the reference: every record start (blank lines too) and its line */
+        size_t *starts = malloc((len + 2) * sizeof *starts), nrec = 0;
+        uint64_t *lines = malloc((len + 2) * sizeof *lines);
+        int32_t slot[64];
+        dp_csv_field fields[64];
+        for (int i = 0; i < 64; i++)
+            slot[i] = -1;
+        dp_csv_options o;
+        dp_csv_options_init(&o);
+        o.trim = 1;
+        csv_parser ps;
+        csv_parser_init(&ps, &o, slot, 64);
+        char *scratch = malloc(len + 1);
+        uint64_t line = 1;
+        for (size_t pos = 0; pos < len;) {
+            csv_rec r;
+            csv_fatal fe = csv_parse_record(&ps, text + pos, text + len, fields, scratch, &r);
+            cr_assert_eq(fe, CSV_OK, "fatal %d at %zu of %zu: %.40s", (int)fe, pos + r.fatal_off,
+                         len, text + pos + r.fatal_off);
+            starts[nrec] = pos;
+            lines[nrec++] = line;
+            pos += r.len;
+            line += r.lines;
+        }
+        starts[nrec] = len;
+        lines[nrec] = line;
+        int fd = open(path, O_RDONLY);
+        cr_assert_geq(fd, 0);
+        /* R ranks, sequentially: the scans, the exclusive scan, the starts */
+        for (int R = 2; R <= 9; R++) {
+            int state = 0;
+            uint64_t at_line = 1;
+            for (int q = 0; q < R; q++) {
+                size_t a, b;
+                cr_assert_eq(dp_comm_shard(len, R, q, &a, &b), DP_OK);
+                uint64_t start = 0, sline = 1;
+                if (q > 0)
+                    cr_assert_eq(prep_range_start(fd, path, a, len, state, at_line, &start, &sline),
+                                 DP_OK);
+                size_t k = 0; /* the first record start at or after a */
+                while (starts[k] < a)
+                    k++;
+                cr_assert_eq(start, starts[k], "R %d rank %d: starts at %llu, expected %zu", R, q,
+                             (unsigned long long)start, starts[k]);
+                cr_assert_eq(sline, lines[k], "R %d rank %d: line %llu, expected %llu", R, q,
+                             (unsigned long long)sline, (unsigned long long)lines[k]);
+                int par;
+                uint64_t nl;
+                cr_assert_eq(prep_range_scan(fd, path, a, b, &par, &nl), DP_OK);
+                state ^= par;
+                at_line += nl;
+            }
+            cr_assert_eq(at_line, line, "the scans count every line end");
+        }
+        close(fd);
+        free(starts);
+        free(lines);
+        free(scratch);
+        free(text);
+    }
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(prep, kth_smallest_by_radix_select_equals_sorting) {
+    uint64_t rng = tu_seed();
+    for (int round = 0; round < 50; round++) {
+        size_t n = 1 + tu_next(&rng) % 3000, stride = 1 + tu_next(&rng) % 3, m = 0;
+        prep_cell *cells = malloc(n * stride * sizeof *cells);
+        float *finite = malloc(n * sizeof *finite);
+        int spread = (int)(tu_next(&rng) % 4);
+        for (size_t i = 0; i < n; i++) {
+            float x;
+            switch (tu_next(&rng) % 10) {
+            case 0:
+                x = NAN;
+                break;
+            case 1:
+                x = -INFINITY;
+                break;
+            case 2:
+                x = (tu_next(&rng) % 2) ? -0.0f : 0.0f;
+                break;
+            case 3:
+                x = (float)(tu_next(&rng) % 5);
+                break; /* many ties */
+            default:
+                x = spread == 0   ? (float)(tu_uniform(&rng) * 1e-40) /* subnormal */
+                    : spread == 1 ? (float)((tu_uniform(&rng) - 0.5) * 3e38)
+                                  : (float)tu_normal(&rng);
+            }
+            cells[i * stride].f = x;
+            if (isfinite(x)) finite[m++] = x == 0.0f ? 0.0f : x;
+        }
+        qsort(finite, m, sizeof *finite, cmp_float);
+        for (int t = 0; t < 4 && m; t++) {
+            uint64_t ks[2] = {tu_next(&rng) % m, tu_next(&rng) % m};
+            float got[2];
+            cr_assert_eq(prep_dist_kth(NULL, cells, n, stride, ks, 2, got), DP_OK);
+            for (int j = 0; j < 2; j++) {
+                uint32_t a, b;
+                memcpy(&a, &got[j], 4);
+                memcpy(&b, &finite[ks[j]], 4);
+                cr_assert_eq(a, b, "k %llu of %zu: %a, expected %a", (unsigned long long)ks[j], m,
+                             got[j], finite[ks[j]]);
+            }
+        }
+        free(cells);
+        free(finite);
     }
 }

@@ -64,7 +64,7 @@ check() {
         same "$T/$name.1p" "$T/$name.$np"
         grep -q "\"ranks\":[[:space:]]*$np" "$T/$name.$np/meta.json" || fail "$name: ranks $np not recorded"
     done
-    echo "$name: R = ${NPS:-1 2 3 4} equal one process"
+    [ $failed = 0 ] && echo "$name: R = ${NPS:-1 2 3 4} equal one process"
 }
 
 echo "== 1. synth files, two tasks, public and exact statistics"
