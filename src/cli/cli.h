@@ -72,6 +72,11 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail(dp_status status);
 int cli_exit_code(dp_status status);
 
+/* Silence this process's stdout and stderr (on = 1; the saved descriptors go
+ * to fds[2]) or restore them (on = 0): ranks other than 0 parse the same argv
+ * and would print the same help and usage errors R times. */
+void cli_mute(int on, int fds[2]);
+
 /* The subcommands, one file each (cmd_<name>.c). */
 int cmd_synth(int argc, char **argv);
 int cmd_prep(int argc, char **argv);

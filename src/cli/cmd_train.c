@@ -723,29 +723,6 @@ static void default_threads(int ranks) {
     openblas_set_num_threads(t);
 }
 
-/* Silence this process's stdout and stderr (saved in fds[2]) or restore them:
- * ranks other than 0 parse the same argv and would print the same help and
- * usage errors R times. */
-static void mute(int on, int fds[2]) {
-    fflush(stdout);
-    fflush(stderr);
-    if (on) {
-        int null = open("/dev/null", O_WRONLY);
-        fds[0] = dup(1);
-        fds[1] = dup(2);
-        if (null >= 0) {
-            dup2(null, 1);
-            dup2(null, 2);
-            close(null);
-        }
-    } else if (fds[0] >= 0) {
-        dup2(fds[0], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-    }
-}
-
 /* Open this rank's shard of the train split: the rows dp_comm_shard gives it
  * (N from meta.json first: opening an empty range maps nothing). */
 static dp_status open_shard(const char *dataset, int rank, int ranks, dp_dataset **out) {
@@ -983,9 +960,9 @@ int cmd_train(int argc, char **argv) {
     cli_set_rank(rank, dp_comm_size(comm));
     train_args a;
     int fds[2] = {-1, -1};
-    if (rank != 0) mute(1, fds);
+    if (rank != 0) cli_mute(1, fds);
     int rc = parse(argc, argv, &a);
-    if (rank != 0) mute(0, fds);
+    if (rank != 0) cli_mute(0, fds);
     if (rc == CLI_OK && !a.help) rc = train(comm, &a, argc, argv);
     dp_comm_close(comm);
     return rc;

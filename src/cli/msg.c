@@ -3,7 +3,9 @@
  * "dpsgd <cmd>: " (with the rank when several run); errors from any rank,
  * notes and warnings from rank 0 only. Exit statuses per DESIGN.md.
  */
+#include <fcntl.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include "cli/cli.h"
 
 static const char *command = "";
@@ -77,4 +79,24 @@ int cli_fail(dp_status status) {
     const char *msg = dp_last_error();
     cli_error("%s", msg && *msg ? msg : dp_status_str(status));
     return cli_exit_code(status);
+}
+
+void cli_mute(int on, int fds[2]) {
+    fflush(stdout);
+    fflush(stderr);
+    if (on) {
+        int null = open("/dev/null", O_WRONLY);
+        fds[0] = dup(1);
+        fds[1] = dup(2);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+            close(null);
+        }
+    } else if (fds[0] >= 0) {
+        dup2(fds[0], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+    }
 }
