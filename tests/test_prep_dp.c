@@ -169,5 +169,6 @@ Test(prep_dp, epsilon_calibration_reaches_the_target_and_options_conflict) {
     cr_assert_eq(prep_dp_sigma(4, 0, 1e-5, DP_ACCOUNTANT_RDP, &sigma), DP_OK);
     cr_assert_eq(sigma, 4);
     cr_assert_eq(prep_dp_sigma(4, 1, 1e-5, DP_ACCOUNTANT_RDP, &sigma), DP_E_USAGE);
-    cr_assert_eq(prep_dp_sigma(0, 0, 1e-5, DP_ACCOUNTANT_RDP, &sigma), DP_E_USAGE);
+    cr_assert_eq(prep_dp_sigma(0, 0, 1e-5, DP_ACCOUNTANT_RDP, &sigma), DP_OK);
+    cr_assert_eq(sigma, PREP_DP_DEFAULT_NOISE);
 }

@@ -27,8 +27,9 @@ typedef enum dp_prep_stats {
     DP_PREP_STATS_PUBLIC = 0, /* dictionary code lists and ranges, --range, --categories */
     DP_PREP_STATS_EXACT = 1,  /* imputation values (mode, median) and missing ranges from the
                                  data: not private */
-    DP_PREP_STATS_DP = 2,     /* noisy statistics charged to the privacy ledger: not yet
-                                 available (DP_E_UNSUPPORTED) */
+    DP_PREP_STATS_DP = 2,     /* imputation values from one Gaussian release of the
+                                 columns' histograms over their public domains, charged to
+                                 the privacy ledger in meta.json (docs/privacy.md) */
 } dp_prep_stats;
 
 typedef struct dp_prep_config {
@@ -59,6 +60,15 @@ typedef struct dp_prep_config {
     double split[3];     /* train, validation, test fractions; sum 1 (default .8 .1 .1) */
     uint64_t seed;       /* of the split (default 0) */
     dp_prep_stats stats; /* default DP_PREP_STATS_PUBLIC */
+    /* DP_PREP_STATS_DP: the noise multiplier sigma_s of the histogram release
+     * (0: 5), or a target epsilon (0: unused; not with stats_noise) at
+     * stats_delta (0: 1e-5) that sigma_s is calibrated for (q = 1, one step).
+     * stats_seeded: the noise key is dp_key_from_seed(seed, "prep-stats")
+     * (reproducible; meta.json says "seeded"), else from the OS. */
+    double stats_noise;
+    double stats_epsilon;
+    double stats_delta;
+    int stats_seeded;
     int threads;         /* OpenMP threads; 0 = the OpenMP default */
     int force;           /* replace an existing dataset directory (only once the new one is
                             complete; a directory that is not a dpsgd dataset is never
@@ -77,7 +87,7 @@ typedef struct dp_prep_result dp_prep_result;
  * config), DP_E_IO, DP_E_FORMAT (unreadable CSV: unterminated quote, NUL,
  * bad UTF-8, over-long field, damaged .gz/.zip), DP_E_SCHEMA (header: missing
  * or duplicate columns), DP_E_EMPTY (no record, or no valid one), DP_E_EXISTS,
- * DP_E_UNSUPPORTED (stats dp). */
+ * DP_E_PRIVACY (stats_epsilon unreachable). */
 DP_API dp_status dp_prep_run(const dp_prep_config *config, dp_prep_result **out);
 /* The same on every rank of comm (collective; comm NULL: this process alone,
  * exactly dp_prep_run): a plain file is read by byte ranges, one per rank,

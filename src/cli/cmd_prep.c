@@ -31,6 +31,9 @@ enum {
     O_DICTIONARY,
     O_SPLIT,
     O_STATS,
+    O_STATS_NOISE,
+    O_STATS_EPSILON,
+    O_STATS_DELTA,
     O_SEED,
     O_THREADS,
     O_MAX_FIELD,
@@ -55,8 +58,14 @@ static const cli_opt opts[] = {
      "use the PUMS 2023 dictionary for its columns "
      "(default pums)"},
     {"split", O_SPLIT, "F,F,F", "train, validation, test fractions (default 0.8,0.1,0.1)"},
-    {"stats", O_STATS, "SOURCE", "public (default), exact (from the data: not private), dp"},
-    {"seed", O_SEED, "S", "seed of the split (default 0)"},
+    {"stats", O_STATS, "SOURCE",
+     "public (default), exact (from the data: not private), dp (noisy, charged to the "
+     "privacy ledger)"},
+    {"stats-noise", O_STATS_NOISE, "S",
+     "--stats dp: noise multiplier of the histogram release (default 5)"},
+    {"stats-epsilon", O_STATS_EPSILON, "E", "--stats dp: calibrate the noise to this epsilon"},
+    {"stats-delta", O_STATS_DELTA, "D", "--stats dp: delta of its ledger (default 1e-5)"},
+    {"seed", O_SEED, "S", "seed of the split, and of --stats dp noise if given (default 0)"},
     {"threads", O_THREADS, "T",
      "parse threads (default: all cores; one more hashes the input); "
      "the output does not depend on it"},
@@ -298,9 +307,22 @@ static int parse(int argc, char **argv, prep_args *a) {
             else
                 return cli_usage_error("--stats expects public, exact or dp, got '%s'", optarg);
             break;
+        case O_STATS_NOISE:
+            if (cli_parse_double("stats-noise", optarg, 1e-300, 1e300, &cfg.stats_noise))
+                return CLI_BAD_INPUT;
+            break;
+        case O_STATS_EPSILON:
+            if (cli_parse_double("stats-epsilon", optarg, 1e-300, 1e300, &cfg.stats_epsilon))
+                return CLI_BAD_INPUT;
+            break;
+        case O_STATS_DELTA:
+            if (cli_parse_double("stats-delta", optarg, 1e-300, 1 - 1e-16, &cfg.stats_delta))
+                return CLI_BAD_INPUT;
+            break;
         case O_SEED:
             if (cli_parse_long("seed", optarg, 0, 9223372036854775807LL, &v)) return CLI_BAD_INPUT;
             cfg.seed = (uint64_t)v;
+            cfg.stats_seeded = 1;
             break;
         case O_THREADS:
             if (cli_parse_long("threads", optarg, 1, 1024, &v)) return CLI_BAD_INPUT;
@@ -327,6 +349,10 @@ static int parse(int argc, char **argv, prep_args *a) {
     if (optind + 1 < argc)
         return cli_usage_error("one INPUT expected, got also '%s'", argv[optind + 1]);
     if (!cfg.output) return cli_usage_error("missing -o DATASET (the directory to create)");
+    if (cfg.stats != DP_PREP_STATS_DP && (cfg.stats_noise || cfg.stats_epsilon || cfg.stats_delta))
+        return cli_usage_error("--stats-noise, --stats-epsilon and --stats-delta need --stats dp");
+    if (cfg.stats_noise && cfg.stats_epsilon)
+        return cli_usage_error("--stats-noise and --stats-epsilon: give one of them, not both");
     cfg.input = argv[optind];
     a->cfg = cfg;
     return CLI_OK;

@@ -39,14 +39,17 @@ dp_status prep_dp_sigma(double noise, double epsilon, double delta, dp_accountan
                         double *sigma) {
     if (noise > 0 && epsilon > 0)
         return dp_error(DP_E_USAGE, "--stats-noise and --stats-epsilon: give one of them, not both");
-    if (noise > 0) {
-        if (!isfinite(noise))
-            return dp_error(DP_E_USAGE, "--stats-noise: expected a finite number > 0");
+    if (!(epsilon > 0)) {
+        if (noise == 0) noise = PREP_DP_DEFAULT_NOISE;
+        if (!(noise > 0) || !isfinite(noise))
+            return dp_error(DP_E_USAGE, "--stats-noise: expected a finite number > 0, got %g",
+                            noise);
         *sigma = noise;
         return DP_OK;
     }
-    if (!(epsilon > 0) || !isfinite(epsilon))
-        return dp_error(DP_E_USAGE, "--stats dp: expected --stats-noise S or --stats-epsilon E");
+    if (!isfinite(epsilon))
+        return dp_error(DP_E_USAGE, "--stats-epsilon: expected a finite number > 0");
+    if (delta == 0) delta = PREP_DP_DEFAULT_DELTA;
     if (!(delta > 0 && delta < 1))
         return dp_error(DP_E_USAGE, "--stats-delta: expected a number in (0, 1), got %g", delta);
     return dp_account_sigma(kind, NULL, 0, 1.0, 1, epsilon, delta, sigma);
@@ -185,4 +188,60 @@ dp_status prep_dp_ledger_json(const prep_dp *dp, char **json) {
     if (st == DP_OK) st = dp_ledger_to_json(l, json);
     dp_ledger_destroy(l);
     return st;
+}
+
+dp_status prep_dp_setup(const dp_prep_config *c, size_t columns, dp_comm *comm, prep_dp *dp) {
+    memset(dp, 0, sizeof *dp);
+    dp->columns = columns;
+    dp->accountant = DP_ACCOUNTANT_RDP;
+    dp->delta = c->stats_delta > 0 ? c->stats_delta : PREP_DP_DEFAULT_DELTA;
+    dp_status st = prep_dp_sigma(c->stats_noise, c->stats_epsilon, dp->delta, dp->accountant,
+                                 &dp->sigma);
+    if (st == DP_OK && columns == 0)
+        st = dp_error(DP_E_USAGE, "--stats dp: no feature column to release");
+    DP_TRY(prep_agree(comm, st));
+    dp->seeded = c->stats_seeded;
+    if (dp->seeded) {
+        dp_key_from_seed(c->seed, "prep-stats", &dp->key);
+        return DP_OK;
+    }
+    /* rank 0's key on every rank: the same noise, so the same statistics */
+    st = prep_rank(comm) == 0 ? dp_key_from_os(&dp->key) : DP_OK;
+    DP_TRY(prep_agree(comm, st));
+    return prep_bcast(comm, dp->key.bytes, sizeof dp->key.bytes, 0);
+}
+
+dp_status prep_dp_check_domains(const prep_feature *feat, size_t nf) {
+    for (size_t k = 0; k < nf; k++)
+        if (feat[k].inferred || feat[k].origin == PREP_FROM_DATA)
+            return dp_error(DP_E_USAGE,
+                            "--stats dp: column %s has no public domain (expected --range "
+                            "%s:LO:HI or --categories %s:V1|V2|..., or a PUMS dictionary column)",
+                            feat[k].name, feat[k].name, feat[k].name);
+    return DP_OK;
+}
+
+dp_status prep_dp_meta(const prep_dp *dp, const prep_feature *feat, size_t nf, cJSON *stats,
+                       cJSON *meta) {
+    cJSON_AddNumberToObject(stats, "noise_multiplier", dp->sigma);
+    cJSON_AddNumberToObject(stats, "sensitivity", prep_dp_sensitivity(dp->columns));
+    cJSON_AddNumberToObject(stats, "noise_std", dp->sigma * prep_dp_sensitivity(dp->columns));
+    cJSON_AddStringToObject(stats, "mechanism",
+                            "Gaussian: histograms of the feature columns over their public "
+                            "domains (missing a bin of its own), N(0, (noise_multiplier * "
+                            "sensitivity)^2) per bin; modes and medians are post-processing, "
+                            "scaling ranges the public domains");
+    cJSON_AddBoolToObject(stats, "seeded", dp->seeded);
+    cJSON *cols = cJSON_AddArrayToObject(stats, "columns");
+    for (size_t k = 0; k < nf; k++) cJSON_AddItemToArray(cols, cJSON_CreateString(feat[k].name));
+    char *js = NULL;
+    DP_TRY(prep_dp_ledger_json(dp, &js));
+    cJSON *led = cJSON_Parse(js);
+    dp_ledger_free_string(js);
+    if (!led) return dp_error(DP_E_NOMEM, "meta.json: out of memory for the ledger");
+    cJSON *priv = cJSON_GetObjectItemCaseSensitive(meta, "privacy");
+    if (!cJSON_IsObject(priv)) priv = cJSON_AddObjectToObject(meta, "privacy");
+    cJSON_AddItemToObject(priv, "ledger", led);
+    cJSON_AddBoolToObject(priv, "seeded", dp->seeded);
+    return DP_OK;
 }

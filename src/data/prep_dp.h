@@ -16,6 +16,8 @@
  * one bin per integer; wider or non-integer ones PREP_DP_BINS equal bins. */
 #define PREP_DP_MAX_INT_BINS 1024
 #define PREP_DP_BINS 256
+#define PREP_DP_DEFAULT_NOISE 5.0
+#define PREP_DP_DEFAULT_DELTA 1e-5
 
 typedef struct prep_dp {
     dp_key key;       /* of the noise: the same on every rank */
@@ -26,9 +28,9 @@ typedef struct prep_dp {
     dp_accountant_kind accountant;
 } prep_dp;
 
-/* sigma_s from the config: stats_noise if > 0, else calibrated for
- * (stats_epsilon, stats_delta) with q = 1, one step. DP_E_USAGE for neither
- * or both, DP_E_PRIVACY when no sigma reaches the target. */
+/* sigma_s: calibrated for (epsilon, delta) with q = 1, one step, when
+ * epsilon > 0; else noise (0: PREP_DP_DEFAULT_NOISE). delta 0: the default.
+ * DP_E_USAGE for both given, DP_E_PRIVACY when no sigma reaches the target. */
 dp_status prep_dp_sigma(double noise, double epsilon, double delta, dp_accountant_kind kind,
                         double *sigma);
 /* The L2 sensitivity of the concatenated histograms: sqrt(c). */
@@ -64,5 +66,18 @@ dp_status prep_dp_finalize(prep_feature *f, const prep_dp *dp, uint64_t stream,
  * "prep: histograms of c columns", q = 1, sigma_s, one step. Free with
  * dp_ledger_free_string. */
 dp_status prep_dp_ledger_json(const prep_dp *dp, char **json);
+
+/* The release's parameters from the config, for c feature columns
+ * (collective over comm): sigma_s, delta, and the key (from --seed, or rank
+ * 0's OS key broadcast). */
+dp_status prep_dp_setup(const dp_prep_config *c, size_t columns, dp_comm *comm, prep_dp *dp);
+/* DP_E_USAGE (one line) for a feature with no public domain: a column
+ * outside the dictionary without --range or --categories. */
+dp_status prep_dp_check_domains(const prep_feature *feat, size_t nf);
+/* meta.json: noise_multiplier, sensitivity, seeded, columns ... added to the
+ * "statistics" object, and {"ledger": <ledger JSON>, "seeded"} to the
+ * "privacy" object of meta (created if absent), as the trainer reads it. */
+dp_status prep_dp_meta(const prep_dp *dp, const prep_feature *feat, size_t nf, cJSON *stats,
+                       cJSON *meta);
 
 #endif
