@@ -467,10 +467,10 @@ static dp_status parse_part(run *r) {
             st = csv_chunker_next(&r->ck, &r->first, &got);
         }
         if (!st) st = prep_engine_run(&r->e, &r->ck, &r->first, &r->rows);
-        return prep_agree(r->comm, st);
+        return prep_agree_idle(r->comm, st);
     }
     if (r->rank == 0)
-        return prep_agree(r->comm, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
+        return prep_agree_idle(r->comm, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
     /* an empty final chunk: the engine's counts and tables, no rows */
     dp_status st = DP_OK;
     r->first.buf = dp_malloc(16);
@@ -479,7 +479,7 @@ static dp_status parse_part(run *r) {
     r->first.line = r->data_line;
     if (!r->first.buf) st = dp_error(DP_E_NOMEM, "out of memory");
     if (!st) st = prep_engine_run(&r->e, NULL, &r->first, &r->rows);
-    return prep_agree(r->comm, st);
+    return prep_agree_idle(r->comm, st);
 }
 
 static dp_status read_input(run *r) {
@@ -501,7 +501,7 @@ static dp_status read_input(run *r) {
         r->cols_from_option = 1;
     }
     if (!st && r->rank == 0) st = open_input(r);
-    DP_TRY(prep_agree(r->comm, st));
+    DP_TRY(prep_agree_idle(r->comm, st));
     DP_TRY(share_header(r));
     DP_TRY(prep_agree(r->comm, build_engine(r)));
     DP_TRY(parse_part(r));
@@ -843,7 +843,7 @@ DP_API dp_status dp_prep_run_dist(const dp_prep_config *c, dp_comm *comm, dp_pre
         if (!st) st = write_text(r.tmp, "meta.json", text);
         if (!st) st = prep_outdir_commit(r.tmp, c->output, c->force);
     }
-    if ((st = prep_agree(comm, st))) {
+    if ((st = prep_agree_idle(comm, st))) {
         cJSON_free(text);
         goto fail;
     }

@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "core/dp_internal.h"
 #include "data/prep_internal.h"
@@ -35,6 +37,26 @@ dp_status prep_sum(dp_comm *c, uint64_t *buf, size_t n) {
 }
 dp_status prep_bcast(dp_comm *c, void *buf, size_t bytes, int root) {
     return c ? dp_comm_bcast(c, buf, bytes, root) : DP_OK;
+}
+
+/* A rank that is done waits here for the others without spinning: MPI's
+ * blocking collectives busy-poll, so on a small machine a rank waiting for
+ * rank 0 (which alone reads a .gz, hashes the file, writes meta.json) would
+ * take a core from it. A one-float non-blocking allreduce, tested every
+ * 200 us with a sleep in between, costs a core nothing while it waits. */
+static void wait_for_all(dp_comm *c) {
+    if (!c || dp_comm_size(c) == 1) return;
+    float x = 0;
+    int req, done = 0;
+    if (dp_comm_iallreduce(c, &x, 1, DP_ALLREDUCE_MPI, &req) != DP_OK) return;
+    const struct timespec pause = {0, 200000};
+    while (dp_comm_test(c, req, &done) == DP_OK && !done)
+        nanosleep(&pause, NULL);
+}
+
+dp_status prep_agree_idle(dp_comm *c, dp_status local) {
+    wait_for_all(c);
+    return prep_agree(c, local);
 }
 
 /* [R] of every rank's `mine` (an allgather made of one sum). *all is
@@ -162,6 +184,12 @@ dp_status prep_dist_range(dp_comm *c, const char *path, uint64_t data_begin, uin
     int fd = open(path, O_RDONLY | O_CLOEXEC), parity = 0;
     uint64_t nl = 0;
     dp_status st = fd < 0 ? dp_error(DP_E_IO, "%s: cannot open: %s", path, strerror(errno)) : DP_OK;
+    struct stat fs;
+    if (!st && (fstat(fd, &fs) != 0 || (uint64_t)fs.st_size != size))
+        st = dp_error(DP_E_IO,
+                      "%s: %llu bytes here, %llu on rank 0 (expected the same file on every rank: "
+                      "a shared file system)",
+                      path, (unsigned long long)fs.st_size, (unsigned long long)size);
     if (!st) {
         (void)posix_fadvise(fd, (off_t)a, (off_t)(b - a), POSIX_FADV_SEQUENTIAL);
         st = prep_range_scan(fd, path, a, b, &parity, &nl);
@@ -304,12 +332,19 @@ dp_status prep_dist_dedup(dp_comm *c, const prep_engine *e, prep_rows *r) {
 
 /* ---- counts and first examples ---- */
 
+/*
+ * One sum does it all: the counts, and every rank's first example of each
+ * reason, each in its own rank's slot of a zeroed array (a sum in which
+ * every word has one contributor is an allgather); the lowest rank that
+ * has an example has the file's first one.
+ */
 dp_status prep_dist_counts(dp_comm *c, const prep_engine *e, prep_rows *r, uint64_t *n_total) {
     const int R = prep_ranks(c), me = prep_rank(c);
     *n_total = r->n;
     if (R == 1) return DP_OK;
-    const size_t nu = e->nused, len = 4 + DP_PREP_REASONS * (1 + nu) + nu;
-    uint64_t *v = dp_malloc(len * sizeof *v);
+    const size_t nu = e->nused, fw = (sizeof r->first + 7) / 8;
+    const size_t len = 4 + DP_PREP_REASONS * (1 + nu) + nu + (size_t)R * fw;
+    uint64_t *v = dp_calloc(len, sizeof *v);
     dp_status st = prep_agree(c, v ? DP_OK : dp_error(DP_E_NOMEM, "out of memory"));
     if (st) {
         dp_free(v);
@@ -325,8 +360,9 @@ dp_status prep_dist_counts(dp_comm *c, const prep_engine *e, prep_rows *r, uint6
     memcpy(v + k, r->dropped_col, DP_PREP_REASONS * nu * sizeof *v);
     k += DP_PREP_REASONS * nu;
     memcpy(v + k, r->missing, nu * sizeof *v);
-    st = prep_sum(c, v, len);
-    if (st == DP_OK) {
+    k += nu;
+    memcpy(v + k + (size_t)me * fw, r->first, sizeof r->first);
+    if ((st = prep_sum(c, v, len)) == DP_OK) {
         k = 0;
         r->records = v[k++];
         r->blank = v[k++];
@@ -337,14 +373,14 @@ dp_status prep_dist_counts(dp_comm *c, const prep_engine *e, prep_rows *r, uint6
         memcpy(r->dropped_col, v + k, DP_PREP_REASONS * nu * sizeof *v);
         k += DP_PREP_REASONS * nu;
         memcpy(r->missing, v + k, nu * sizeof *v);
-        /* the first example of each reason is the lowest rank's (file order) */
-        uint64_t who[DP_PREP_REASONS];
-        for (int q = 0; q < DP_PREP_REASONS; q++)
-            who[q] = r->first[q].have ? (uint64_t)me : (uint64_t)R;
-        st = dp_comm_allreduce_u64(c, who, DP_PREP_REASONS, DP_OP_MIN);
-        for (int q = 0; q < DP_PREP_REASONS && st == DP_OK; q++)
-            if (who[q] < (uint64_t)R)
-                st = prep_bcast(c, &r->first[q], sizeof r->first[q], (int)who[q]);
+        k += nu;
+        for (int q = 0; q < DP_PREP_REASONS; q++) {
+            r->first[q].have = 0;
+            for (int from = 0; from < R && !r->first[q].have; from++)
+                memcpy(&r->first[q],
+                       (const char *)(v + k + (size_t)from * fw) + q * sizeof *r->first,
+                       sizeof *r->first);
+        }
     }
     dp_free(v);
     return st;

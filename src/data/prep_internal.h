@@ -274,6 +274,9 @@ void prep_note_duplicate(prep_first *f, uint64_t line, uint64_t seen);
 int prep_rank(const dp_comm *c);
 int prep_ranks(const dp_comm *c);
 dp_status prep_agree(dp_comm *c, dp_status local);
+/* The same after a phase that keeps some ranks much longer than others:
+ * those done first wait asleep, not spinning in MPI. */
+dp_status prep_agree_idle(dp_comm *c, dp_status local);
 dp_status prep_sum(dp_comm *c, uint64_t *buf, size_t n); /* element-wise over ranks */
 dp_status prep_bcast(dp_comm *c, void *buf, size_t bytes, int root);
 
