@@ -9,7 +9,6 @@
  * together with the same message).
  */
 #include <cjson/cJSON.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -67,8 +66,8 @@ static const cli_opt opts[] = {
     {"stats-delta", O_STATS_DELTA, "D", "--stats dp: delta of its ledger (default 1e-5)"},
     {"seed", O_SEED, "S", "seed of the split, and of --stats dp noise if given (default 0)"},
     {"threads", O_THREADS, "T",
-     "parse threads (default: all cores; one more hashes the input); "
-     "the output does not depend on it"},
+     "parse threads (default: all cores, under mpirun the cores / ranks per node; "
+     "one more hashes the input); the output does not depend on it"},
     {"max-field", O_MAX_FIELD, "BYTES", "longest field accepted (default 1048576)"},
     {"force", O_FORCE, NULL, "replace an existing dataset (once the new one is complete)"},
     {"quiet", O_QUIET, NULL, "print nothing on success"},
@@ -82,7 +81,9 @@ static const cli_cmd cmd = {
     "Clean, impute, encode and split a raw CSV (plain, .csv.gz, or the Census\n"
     "Bureau's .zip) into a dataset directory: meta.json + X_/y_{train,val,test}.npy.\n"
     "Invalid records are dropped and counted by reason; categories come from the\n"
-    "PUMS dictionary, so the encoding depends on no statistic of the data.",
+    "PUMS dictionary, so the encoding depends on no statistic of the data.\n"
+    "Under mpirun -np R each rank reads its byte range of a plain file (a .gz or\n"
+    ".zip is read by rank 0); the dataset is the same byte for byte.",
     "dpsgd prep psam_p06.csv.gz -o ca-unemployment --task unemployment",
     opts,
 };
@@ -167,28 +168,6 @@ static void print_report(const cJSON *m, const char *out) {
            secs > 0 ? read / secs : 0, secs > 0 ? mb / secs : 0);
 }
 
-/* Ranks other than 0 parse the same argv: their copies of help and usage
- * errors go to /dev/null (fds keeps stdout and stderr to restore). */
-static void mute(int on, int fds[2]) {
-    fflush(stdout);
-    fflush(stderr);
-    if (on) {
-        int null = open("/dev/null", O_WRONLY);
-        fds[0] = dup(1);
-        fds[1] = dup(2);
-        if (null >= 0) {
-            dup2(null, 1);
-            dup2(null, 2);
-            close(null);
-        }
-    } else if (fds[0] >= 0) {
-        dup2(fds[0], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-    }
-}
-
 typedef struct prep_args {
     dp_prep_config cfg;
     const char *ranges[MAX_SPECS], *cats[MAX_SPECS];
@@ -208,9 +187,9 @@ int cmd_prep(int argc, char **argv) {
     cli_set_rank(rank, dp_comm_size(comm));
     prep_args a;
     int fds[2] = {-1, -1};
-    if (rank != 0) mute(1, fds);
+    if (rank != 0) cli_mute(1, fds); /* help and usage errors once, from rank 0 */
     int rc = parse(argc, argv, &a);
-    if (rank != 0) mute(0, fds);
+    if (rank != 0) cli_mute(0, fds);
     if (rc == CLI_OK && !a.help) rc = prep(comm, &a);
     dp_comm_close(comm);
     return rc;
