@@ -571,7 +571,7 @@ Test(prep, split_sizes_follow_the_largest_remainder_rule_per_class) {
     }
 }
 
-Test(prep, schema_hash_follows_the_encoding_and_stats_dp_is_refused) {
+Test(prep, schema_hash_follows_the_encoding_and_stats_dp_is_private) {
     char *input = in_dir("h.csv");
     cr_assert_eq(tu_write_file(input, hand_pums, strlen(hand_pums)), 0);
     spec a = {.na = "NA"}, b = {.na = "NA", .exact = 1};
@@ -595,9 +595,14 @@ Test(prep, schema_hash_follows_the_encoding_and_stats_dp_is_refused) {
     c.input = input;
     c.output = in_dir("dp");
     c.stats = DP_PREP_STATS_DP;
-    cr_assert_eq(dp_prep_run(&c, NULL), DP_E_UNSUPPORTED);
-    cr_assert(strstr(dp_last_error(), "not yet available"), "%s", dp_last_error());
-    cr_assert(!tu_exists(in_dir("dp")));
+    c.stats_seeded = 1;
+    dp_prep_result *rd;
+    cr_assert_eq(dp_prep_run(&c, &rd), DP_OK, "%s", dp_last_error());
+    /* noisy imputation values are private and charged to the ledger */
+    cr_assert(strstr(dp_prep_result_meta(rd), "\"source\":\t\"dp\""));
+    cr_assert(strstr(dp_prep_result_meta(rd), "\"private\":\ttrue"));
+    cr_assert(strstr(dp_prep_result_meta(rd), "prep: histograms of"));
+    dp_prep_result_free(rd);
 }
 
 Test(prep, unemployment_is_the_custom_task_it_describes) {

@@ -295,8 +295,10 @@ Test(prep_cli, unwritable_output_path) {
 
 Test(prep_cli, usage_errors_and_stats_dp) {
     write_pums("p.csv", rows);
-    const char *needles_dp[] = {"--stats dp", "not yet available", NULL};
-    expect_error("p.csv", "--stats dp", needles_dp);
+    const char *needles_dp[] = {"--stats-noise", "--stats-epsilon", "not both", NULL};
+    expect_error("p.csv", "--stats dp --stats-noise 2 --stats-epsilon 1", needles_dp);
+    const char *needles_need[] = {"need --stats dp", NULL};
+    expect_error("p.csv", "--stats exact --stats-noise 2", needles_need);
     expect_error("p.csv", "--split 0.5,0.2,0.2", (const char *[]){"--split", "sum to 1", NULL});
     expect_error("p.csv", "--task income", (const char *[]){"--task 'income'", "unknown", NULL});
     expect_error("p.csv", "--target ESR", (const char *[]){"custom task", "--positive", NULL});

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "core/dp_internal.h"
+#include "data/prep_dp.h"
 #include "data/prep_internal.h"
 #include "data/source_internal.h"
 #include "dpsgd/dataset.h"
@@ -60,11 +61,8 @@ static double now(void) {
 static dp_status check_config(const dp_prep_config *c) {
     if (!c->input || !*c->input) return dp_error(DP_E_USAGE, "no input file given");
     if (!c->output || !*c->output) return dp_error(DP_E_USAGE, "no output directory given (-o)");
-    if (c->stats == DP_PREP_STATS_DP)
-        return dp_error(DP_E_UNSUPPORTED,
-                        "--stats dp: noisy statistics charged to the privacy ledger are not yet "
-                        "available (expected public, the default, or exact)");
-    if (c->stats != DP_PREP_STATS_PUBLIC && c->stats != DP_PREP_STATS_EXACT)
+    if (c->stats != DP_PREP_STATS_PUBLIC && c->stats != DP_PREP_STATS_EXACT &&
+        c->stats != DP_PREP_STATS_DP)
         return dp_error(DP_E_USAGE, "unknown statistics source %d", (int)c->stats);
     double sum = 0;
     for (int s = 0; s < 3; s++) {
@@ -278,6 +276,7 @@ typedef struct run {
     float *X[3];
     int32_t *y[3];
     cJSON *meta;
+    prep_dp dp; /* --stats dp: the release's noise multiplier, key and ledger */
     double t0, t_parsed, t_encoded, t_written; /* phase ends (rank 0's), for meta.json "run" */
 } run;
 
@@ -434,6 +433,7 @@ static dp_status build_engine(run *r) {
     if (!r->feat) return dp_error(DP_E_NOMEM, "out of memory");
     for (size_t k = 0; k < r->nfeat; k++)
         DP_TRY(build_feature(&r->feat[k], c, r->task.features[k], r->task.feature_vars[k]));
+    if (c->stats == DP_PREP_STATS_DP) DP_TRY(prep_dp_check_domains(r->feat, r->nfeat));
     if (c->na) DP_TRY(split_names(c->na, &r->na.tok, &r->na.n, "--na"));
     r->e.ncols = r->ncols;
     r->e.colnames = r->cols;
@@ -522,11 +522,17 @@ static dp_status read_input(run *r) {
 static dp_status finalize(run *r, size_t *D) {
     const size_t nf = r->nfeat;
     size_t col = 0;
+    const int dp = r->c->stats == DP_PREP_STATS_DP;
+    /* --stats dp: one Gaussian release of all nf columns' histograms (prep_dp.c) */
+    if (dp) DP_TRY(prep_dp_setup(r->c, nf, r->comm, &r->dp));
     for (size_t k = 0; k < nf; k++) {
         prep_feature *f = &r->feat[k];
         if (f->inferred) DP_TRY(prep_dist_strings(r->comm, f, &r->rows, k, nf));
-        DP_TRY(
-            prep_feature_finalize(f, r->c->stats, r->rows.cells + k, r->rows.n, nf, col, r->comm));
+        if (dp)
+            DP_TRY(prep_dp_finalize(f, &r->dp, k, r->rows.cells + k, r->rows.n, nf, col, r->comm));
+        else
+            DP_TRY(prep_feature_finalize(f, r->c->stats, r->rows.cells + k, r->rows.n, nf, col,
+                                         r->comm));
         col += f->ncols;
     }
     *D = col;
@@ -714,15 +720,27 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
         size_t u = strlen(derived);
         snprintf(derived + u, sizeof derived - u, "%s%s", *derived ? ", " : "", f->name);
     }
+    /* --stats dp: the values from the data are post-processing of the DP release */
+    const int dp = c->stats == DP_PREP_STATS_DP;
     cJSON *stats = cJSON_AddObjectToObject(m, "statistics");
-    cJSON_AddStringToObject(stats, "source", c->stats == DP_PREP_STATS_EXACT ? "exact" : "public");
-    cJSON_AddBoolToObject(stats, "private", !*derived);
+    cJSON_AddStringToObject(stats, "source",
+                            dp                               ? "dp"
+                            : c->stats == DP_PREP_STATS_EXACT ? "exact"
+                                                             : "public");
+    cJSON_AddBoolToObject(stats, "private", dp || !*derived);
     cJSON *dl = cJSON_AddArrayToObject(stats, "from_data");
     for (size_t k = 0; k < r->nfeat; k++)
         if (in_list(derived, r->feat[k].name))
             cJSON_AddItemToArray(dl, cJSON_CreateString(r->feat[k].name));
     char note[1400];
-    if (!*derived)
+    if (dp)
+        snprintf(note, sizeof note,
+                 "--stats dp: the imputation values of %s are noisy modes and medians, "
+                 "post-processing of one Gaussian release of the columns' histograms over "
+                 "their public domains, charged to privacy.ledger; category lists and ranges "
+                 "are public",
+                 *derived ? derived : "no column");
+    else if (!*derived)
         snprintf(note, sizeof note,
                  "every category list, range and imputation value comes from the PUMS dictionary "
                  "or the command line, none from the data");
@@ -738,7 +756,8 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
                        "--range or --categories to make them public");
     cJSON_AddStringToObject(stats, "note", note);
     cJSON *warn = cJSON_AddArrayToObject(m, "warnings");
-    if (*derived) cJSON_AddItemToArray(warn, cJSON_CreateString(note));
+    if (*derived && !dp) cJSON_AddItemToArray(warn, cJSON_CreateString(note));
+    if (dp) DP_TRY(prep_dp_meta(&r->dp, r->feat, r->nfeat, stats, m));
 
     cJSON *sp = cJSON_AddObjectToObject(m, "splits");
     for (int s = 0; s < 3; s++) {
@@ -753,6 +772,9 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     cJSON_AddStringToObject(split, "method",
                             "stratified by label: largest-remainder sizes per class, "
                             "splitmix64 Fisher-Yates order; rows keep file order within a split");
+    cJSON_AddStringToObject(split, "note",
+                            "the rows and positives of \"splits\" (the label balance) are exact "
+                            "counts: not private");
     cJSON_AddNumberToObject(m, "seed", (double)c->seed);
 
     cJSON *rep = cJSON_AddObjectToObject(m, "report");

@@ -243,5 +243,8 @@ dp_status prep_dp_meta(const prep_dp *dp, const prep_feature *feat, size_t nf, c
     if (!cJSON_IsObject(priv)) priv = cJSON_AddObjectToObject(meta, "privacy");
     cJSON_AddItemToObject(priv, "ledger", led);
     cJSON_AddBoolToObject(priv, "seeded", dp->seeded);
+    cJSON_AddStringToObject(priv, "not_private",
+                            "splits (the label balance), the report (dropped, missing and imputed "
+                            "counts) and run: exact counts, not covered by the ledger");
     return DP_OK;
 }
