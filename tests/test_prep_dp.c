@@ -39,7 +39,8 @@ Test(prep_dp, noise_variance_is_sigma_squared_times_columns) {
         memset(h, 0, n * sizeof *h);
         cr_assert_eq(prep_dp_noise(&dp, stream, h, n), DP_OK, "%s", dp_last_error());
         double ss = 0, sum = 0;
-        for (size_t i = 0; i < n; i++) ss += h[i] * h[i], sum += h[i];
+        for (size_t i = 0; i < n; i++)
+            ss += h[i] * h[i], sum += h[i];
         /* ss / (sigma^2 c) ~ chi-square(n): mean n, sd sqrt(2n); 6 sd both ways
          * (sqrt(c) missing or doubled is off by a factor 9 or 1/9) */
         double chi = ss / (sigma * sigma * (double)c);

@@ -724,9 +724,9 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     const int dp = c->stats == DP_PREP_STATS_DP;
     cJSON *stats = cJSON_AddObjectToObject(m, "statistics");
     cJSON_AddStringToObject(stats, "source",
-                            dp                               ? "dp"
+                            dp                                ? "dp"
                             : c->stats == DP_PREP_STATS_EXACT ? "exact"
-                                                             : "public");
+                                                              : "public");
     cJSON_AddBoolToObject(stats, "private", dp || !*derived);
     cJSON *dl = cJSON_AddArrayToObject(stats, "from_data");
     for (size_t k = 0; k < r->nfeat; k++)

@@ -38,7 +38,8 @@
 dp_status prep_dp_sigma(double noise, double epsilon, double delta, dp_accountant_kind kind,
                         double *sigma) {
     if (noise > 0 && epsilon > 0)
-        return dp_error(DP_E_USAGE, "--stats-noise and --stats-epsilon: give one of them, not both");
+        return dp_error(DP_E_USAGE,
+                        "--stats-noise and --stats-epsilon: give one of them, not both");
     if (!(epsilon > 0)) {
         if (noise == 0) noise = PREP_DP_DEFAULT_NOISE;
         if (!(noise > 0) || !isfinite(noise))
@@ -55,7 +56,9 @@ dp_status prep_dp_sigma(double noise, double epsilon, double delta, dp_accountan
     return dp_account_sigma(kind, NULL, 0, 1.0, 1, epsilon, delta, sigma);
 }
 
-double prep_dp_sensitivity(size_t columns) { return sqrt((double)columns); }
+double prep_dp_sensitivity(size_t columns) {
+    return sqrt((double)columns);
+}
 
 /* ---- numeric domains ---- */
 
@@ -98,7 +101,8 @@ dp_status prep_dp_noise(const prep_dp *dp, uint64_t stream, double *hist, size_t
     for (size_t i = 0; i < n; i += 256) {
         size_t m = n - i < 256 ? n - i : 256;
         DP_TRY(dp_noise_draw_f64(&dp->key, 0, stream, i, z, m));
-        for (size_t j = 0; j < m; j++) hist[i + j] += std * z[j];
+        for (size_t j = 0; j < m; j++)
+            hist[i + j] += std * z[j];
     }
     return DP_OK;
 }
@@ -112,7 +116,8 @@ long prep_dp_argmax(const double *h, size_t n) {
 
 long prep_dp_median_bin(const double *h, size_t n) {
     double total = 0;
-    for (size_t k = 0; k < n; k++) total += h[k] > 0 ? h[k] : 0;
+    for (size_t k = 0; k < n; k++)
+        total += h[k] > 0 ? h[k] : 0;
     if (!(total > 0)) return -1;
     double cum = 0;
     for (size_t k = 0; k < n; k++) {
@@ -150,7 +155,8 @@ dp_status prep_dp_finalize(prep_feature *f, const prep_dp *dp, uint64_t stream,
     if ((st = prep_sum(comm, count, len))) goto done;
     /* exact, like --stats public: a count meta.json's report marks not private */
     f->missing_kept = count[nb];
-    for (size_t k = 0; k < len; k++) h[k] = (double)count[k];
+    for (size_t k = 0; k < len; k++)
+        h[k] = (double)count[k];
     if ((st = prep_dp_noise(dp, stream, h, len))) goto done;
     if (cat) {
         long m = prep_dp_argmax(h, nb);
@@ -195,8 +201,8 @@ dp_status prep_dp_setup(const dp_prep_config *c, size_t columns, dp_comm *comm, 
     dp->columns = columns;
     dp->accountant = DP_ACCOUNTANT_RDP;
     dp->delta = c->stats_delta > 0 ? c->stats_delta : PREP_DP_DEFAULT_DELTA;
-    dp_status st = prep_dp_sigma(c->stats_noise, c->stats_epsilon, dp->delta, dp->accountant,
-                                 &dp->sigma);
+    dp_status st =
+        prep_dp_sigma(c->stats_noise, c->stats_epsilon, dp->delta, dp->accountant, &dp->sigma);
     if (st == DP_OK && columns == 0)
         st = dp_error(DP_E_USAGE, "--stats dp: no feature column to release");
     DP_TRY(prep_agree(comm, st));
@@ -233,7 +239,8 @@ dp_status prep_dp_meta(const prep_dp *dp, const prep_feature *feat, size_t nf, c
                             "scaling ranges the public domains");
     cJSON_AddBoolToObject(stats, "seeded", dp->seeded);
     cJSON *cols = cJSON_AddArrayToObject(stats, "columns");
-    for (size_t k = 0; k < nf; k++) cJSON_AddItemToArray(cols, cJSON_CreateString(feat[k].name));
+    for (size_t k = 0; k < nf; k++)
+        cJSON_AddItemToArray(cols, cJSON_CreateString(feat[k].name));
     char *js = NULL;
     DP_TRY(prep_dp_ledger_json(dp, &js));
     cJSON *led = cJSON_Parse(js);

@@ -20,11 +20,11 @@
 #define PREP_DP_DEFAULT_DELTA 1e-5
 
 typedef struct prep_dp {
-    dp_key key;       /* of the noise: the same on every rank */
-    int seeded;       /* key from --seed (reproducible) rather than the OS */
-    double sigma;     /* noise multiplier sigma_s (std / L2 sensitivity) */
-    size_t columns;   /* c: the histograms released together */
-    double delta;     /* the ledger's delta */
+    dp_key key;     /* of the noise: the same on every rank */
+    int seeded;     /* key from --seed (reproducible) rather than the OS */
+    double sigma;   /* noise multiplier sigma_s (std / L2 sensitivity) */
+    size_t columns; /* c: the histograms released together */
+    double delta;   /* the ledger's delta */
     dp_accountant_kind accountant;
 } prep_dp;
 
