@@ -4,7 +4,7 @@
 # process one byte for byte (every .npy with cmp; meta.json with its "run"
 # object, the only run-specific part (ranks, threads, timings), removed):
 #   1. synth files (damaged rows, duplicates) for the unemployment and
-#      employment tasks with --stats public and exact;
+#      employment tasks with --stats public and exact (and dp, seeded);
 #   2. the same file with its data lines twice (every duplicate across
 #      ranks), CRLF line ends, and gzip (read by rank 0 alone);
 #   3. a hand-made header-less file for a custom task whose quoted fields
@@ -73,6 +73,8 @@ check "$T/a.csv" unemp --task unemployment
 check "$T/a.csv" unemp-x --task unemployment --stats exact --seed 3
 check "$T/a.csv" emp --task employment --split 0.7,0.2,0.1
 check "$T/a.csv" emp-x --task employment --stats exact
+# --stats dp with a seeded key: the noisy histograms of all ranks' rows, the same release
+NPS="2 4" check "$T/a.csv" unemp-dp --stats dp --seed 3
 # the same rows with --threads 2 in one process
 "$DPSGD" prep "$T/a.csv" -o "$T/unemp.t2" --quiet --threads 2 --task unemployment 2>/dev/null ||
     fail "threads 2"

@@ -10,7 +10,9 @@
  *
  * Parsing is streaming and parallel (OpenMP over chunks of whole records,
  * merged in file order), so the output does not depend on the thread count,
- * and memory is bounded by the output, not the input.
+ * and memory is bounded by the output, not the input. Under MPI each rank
+ * parses a byte range of the file (dp_prep_run_dist), and the output does
+ * not depend on the number of ranks either.
  */
 #ifndef DPSGD_PREP_H
 #define DPSGD_PREP_H

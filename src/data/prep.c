@@ -4,7 +4,10 @@
  * (prep_engine.c), decide what the data must decide (kinds of inferred
  * columns, imputation with --stats exact), split, encode into the .npy
  * arrays and write meta.json (format in docs/prep.md), all inside a
- * temporary directory that is renamed into place only when complete.
+ * temporary directory that is renamed into place only when complete. On R
+ * MPI ranks (dp_prep_run_dist) each phase runs on every rank over its share
+ * of the input and the results are combined (prep_dist.c), so that the
+ * dataset is the one-process dataset byte for byte.
  */
 #include <errno.h>
 #include <math.h>
