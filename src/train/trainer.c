@@ -780,6 +780,24 @@ static dp_status local_grad(dp_trainer *t, size_t count, float *g, dp_grad_stats
 
 /* Division by the expected batch size, optimizer, ledger tick, timings and
  * the step's info: the same on one process and on every rank. */
+
+/* What dp_trainer_step reports of a step (the CPU, distributed and device
+ * steps fill it the same way); info may be NULL. */
+static void fill_info(dp_step_info *info, const dp_trainer *t, uint64_t total, size_t batch,
+                      double loss, size_t n_clipped, double seconds) {
+    if (!info) return;
+    const dp_train_plan *p = &t->plan;
+    info->step = t->step;
+    info->steps = total;
+    info->steps_per_epoch = p->steps_per_epoch;
+    info->epoch = (t->step - 1) / p->steps_per_epoch;
+    info->step_in_epoch = (t->step - 1) % p->steps_per_epoch + 1;
+    info->batch = batch;
+    info->loss = loss;
+    info->n_clipped = n_clipped;
+    info->seconds = seconds;
+}
+
 static dp_status finish_step(dp_trainer *t, float *g, size_t batch, double loss_sum,
                              size_t n_clipped, const dp_grad_stats *gs, double t0, double t_sample,
                              double t_gather, double t_noise, double t_comm, size_t local_count,
@@ -818,17 +836,7 @@ static dp_status finish_step(dp_trainer *t, float *g, size_t batch, double loss_
     t->tm.total += t4 - t0;
     t->tm.steps++;
     t->tm.examples += local_count;
-    if (info) {
-        info->step = t->step;
-        info->steps = total;
-        info->steps_per_epoch = p->steps_per_epoch;
-        info->epoch = (t->step - 1) / p->steps_per_epoch;
-        info->step_in_epoch = (t->step - 1) % p->steps_per_epoch + 1;
-        info->batch = batch;
-        info->loss = batch ? loss_sum / (double)batch : NAN;
-        info->n_clipped = n_clipped;
-        info->seconds = t4 - t0;
-    }
+    fill_info(info, t, total, batch, batch ? loss_sum / (double)batch : NAN, n_clipped, t4 - t0);
     return DP_OK;
 }
 
@@ -1108,17 +1116,7 @@ static dp_status step_dev(dp_trainer *t, dp_step_info *info) {
     t->tm.total += t4 - t0;
     t->tm.steps++;
     t->tm.examples += count;
-    if (info) {
-        info->step = t->step;
-        info->steps = total;
-        info->steps_per_epoch = p->steps_per_epoch;
-        info->epoch = (t->step - 1) / p->steps_per_epoch;
-        info->step_in_epoch = (t->step - 1) % p->steps_per_epoch + 1;
-        info->batch = batch;
-        info->loss = loss;
-        info->n_clipped = n_clipped;
-        info->seconds = t4 - t0;
-    }
+    fill_info(info, t, total, batch, loss, n_clipped, t4 - t0);
     if (t->R > 1 && ((t->cfg.check_every && t->step % t->cfg.check_every == 0) || t->step == total))
         DP_TRY(ranks_same(t));
     return DP_OK;
