@@ -34,11 +34,7 @@ static void teardown(void) {
 TestSuite(prep, .init = setup, .fini = teardown);
 
 static char *in_dir(const char *name) {
-    static char buf[8][4096];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
+    return tu_path(dir, name);
 }
 
 /* A prep run described once, for both dp_prep_run and prep_ref.py. */

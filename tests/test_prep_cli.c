@@ -25,11 +25,7 @@ static void teardown(void) {
 TestSuite(prep_cli, .init = setup, .fini = teardown);
 
 static char *P(const char *name) {
-    static char buf[8][4096];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
+    return tu_path(dir, name);
 }
 
 static void sh(const char *fmt, ...) {

@@ -26,11 +26,7 @@ static void teardown(void) {
 }
 
 static char *path_in(const char *name) {
-    static char buf[4][4096];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
+    return tu_path(dir, name);
 }
 
 static void sh(const char *fmt, ...) {

@@ -92,6 +92,14 @@ const char *tu_source_dir(void) {
     return p ? p : ".";
 }
 
+char *tu_path(const char *dir, const char *name) {
+    static char buf[8][4096];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 int tu_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

@@ -35,6 +35,10 @@ int tu_run(char **out, char **err, const char *fmt, ...) __attribute__((format(p
 const char *tu_dpsgd(void);
 const char *tu_source_dir(void);
 
+/* "dir/name" in one of 8 rotating static buffers (so a call can take a few
+ * such paths as arguments at once); for test temporary files. */
+char *tu_path(const char *dir, const char *name);
+
 /* 1 if `path` exists. */
 int tu_exists(const char *path);
 
