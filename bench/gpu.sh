@@ -175,16 +175,32 @@ for cfg in "--noise-multiplier 0 --optimizer sgd --lr 0.5" \
            "--no-dp --optimizer momentum --lr 0.1"; do
     [ $TRAIN -ne 0 ] && break
     i=$((i + 1))
+    # cuda: graph replay (the default); cudal: kernels launched one by one
     # shellcheck disable=SC2086
-    for dev in cpu cuda; do
+    for dev in cpu cuda cudal; do
+        flags="--device $dev"
+        [ $dev = cudal ] && flags="--device cuda --no-cuda-graph"
         echo "== run $i $dev: $cfg" >>"$TR"
         run timeout 60 "$B/dpsgd" train "$TD/ds" -o "$TD/$dev$i" --epochs 2 --batch-size 200 \
-            --seed 7 --quiet --device $dev $cfg >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: train $dev $cfg" >>"$TR"; }
+            --seed 7 --quiet $flags $cfg >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: train $dev $cfg" >>"$TR"; }
     done
     [ $TRAIN -ne 0 ] && break
-    python3 tests/mpi/compare_models.py --rel 1e-4 "$TD/cpu$i/model.safetensors" \
-        "$TD/cuda$i/model.safetensors" >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: models differ: $cfg" >>"$TR"; }
+    for dev in cuda cudal; do
+        python3 tests/mpi/compare_models.py --rel 1e-4 "$TD/cpu$i/model.safetensors" \
+            "$TD/$dev$i/model.safetensors" >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: models differ: $dev $cfg" >>"$TR"; }
+    done
 done
+# a run checkpointed on the CPU and killed, resumed on the GPU (--resume
+# --device cuda), against the uninterrupted CPU run
+if [ $TRAIN -eq 0 ]; then
+    R1="--epochs 2 --batch-size 200 --seed 7 --quiet --noise-multiplier 0 --lr 0.5 --checkpoint-every 10"
+    # shellcheck disable=SC2086
+    run env DPSGD_TEST_KILL_AFTER_STEP=25 timeout 60 "$B/dpsgd" train "$TD/ds" -o "$TD/moved" $R1 \
+        >>"$TR" 2>&1
+    run timeout 60 "$B/dpsgd" train "$TD/ds" -o "$TD/moved" --resume --device cuda >>"$TR" 2>&1 &&
+    python3 tests/mpi/compare_models.py --rel 1e-4 "$TD/cpu1/model.safetensors" \
+        "$TD/moved/model.safetensors" >>"$TR" 2>&1 || { TRAIN=7; echo "FAIL: cpu -> cuda resume" >>"$TR"; }
+fi
 if [ $TRAIN -eq 0 ]; then
     run timeout 60 "$B/dpsgd" eval "$TD/cuda1" "$TD/ds" --json --device cpu >"$TD/e_cpu.json" 2>>"$TR" &&
     run timeout 60 "$B/dpsgd" eval "$TD/cuda1" "$TD/ds" --json --device cuda >"$TD/e_gpu.json" 2>>"$TR" &&

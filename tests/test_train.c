@@ -592,3 +592,76 @@ Test(train, cuda_device_without_a_gpu_fails_cleanly_and_nccl_needs_cuda) {
     tu_rmrf(dir);
     free(dir);
 }
+
+/* dp_trainer_resume_placed: the placement's set fields replace the
+ * checkpoint's (device, allreduce, graph, check_every), the rest (plan,
+ * keys, noise mode) is the checkpoint's; a CPU checkpoint moved to cuda
+ * reaches the device (here: its clean failure without a GPU, or a step
+ * with one) and nccl without cuda is refused as at creation. Moving the
+ * noise thread changes no bit. */
+Test(train, resume_placed_moves_a_run_without_changing_what_it_computes) {
+    uint64_t seed = tu_seed();
+    char *dir = fx_dataset(400, 6, seed, NULL, NULL), ck[4300];
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    dp_dataset *ds = open_split(dir, "train");
+    dp_train_config c;
+    small_net(&c);
+    c.seed = seed;
+    c.noise_multiplier = 1.3;
+    c.batch_size = 40;
+    c.epochs = 2;
+    dp_trainer *full, *t;
+    cr_assert_eq(dp_trainer_create(ds, &c, &full), DP_OK, "%s", dp_last_error());
+    cr_assert_eq(dp_trainer_run(full, NULL, NULL), DP_OK);
+    cr_assert_eq(dp_trainer_create(ds, &c, &t), DP_OK);
+    for (int s = 0; s < 7; s++)
+        cr_assert_eq(dp_trainer_step(t, NULL), DP_OK);
+    cr_assert_eq(dp_trainer_save(t, ck), DP_OK, "%s", dp_last_error());
+    dp_trainer_destroy(t);
+
+    dp_train_placement pl;
+    dp_train_placement_keep(&pl);
+    pl.allreduce = DP_ALLREDUCE_TREE;
+    pl.noise_ahead = 0;
+    pl.check_every = 7;
+    pl.cuda_graph = 0;
+    cr_assert_eq(dp_trainer_resume_placed(ds, ck, NULL, &pl, &t), DP_OK, "%s", dp_last_error());
+    const dp_train_config *rc = dp_trainer_config(t);
+    cr_assert_eq(rc->allreduce, DP_ALLREDUCE_TREE);
+    cr_assert_eq(rc->noise_ahead, 0);
+    cr_assert_eq(rc->check_every, 7);
+    cr_assert_eq(rc->cuda_graph, 0);
+    cr_assert_eq(rc->device, DP_DEVICE_CPU, "kept from the checkpoint");
+    cr_assert_eq(rc->noise_mode, c.noise_mode);
+    cr_assert_eq(dp_trainer_plan(t)->noise_multiplier, 1.3);
+    cr_assert_eq(dp_trainer_run(t, NULL, NULL), DP_OK, "%s", dp_last_error());
+    size_t P = dp_mlp_nparams(dp_trainer_mlp(full));
+    cr_assert_eq(memcmp(dp_mlp_params(dp_trainer_mlp(full)), dp_mlp_params(dp_trainer_mlp(t)), P * 4),
+                 0, "one rank: the placement must not change a bit");
+    dp_trainer_destroy(t);
+
+    dp_train_placement_keep(&pl);
+    pl.nccl = 1;
+    t = (dp_trainer *)&pl;
+    cr_assert_eq(dp_trainer_resume_placed(ds, ck, NULL, &pl, &t), DP_E_USAGE);
+    cr_assert_null(t);
+    cr_assert(strstr(dp_last_error(), "nccl"), "%s", dp_last_error());
+
+    dp_train_placement_keep(&pl);
+    pl.device = DP_DEVICE_CUDA;
+    dp_status avail = dp_device_available(DP_DEVICE_CUDA);
+    dp_status st = dp_trainer_resume_placed(ds, ck, NULL, &pl, &t);
+    if (avail == DP_OK) {
+        cr_assert_eq(st, DP_OK, "%s", dp_last_error());
+        cr_assert_eq(dp_trainer_config(t)->device, DP_DEVICE_CUDA);
+        cr_assert_eq(dp_trainer_step(t, NULL), DP_OK, "%s", dp_last_error());
+        dp_trainer_destroy(t);
+    } else {
+        cr_assert_eq(st, avail, "the cuda placement was not applied: %s", dp_last_error());
+        cr_assert_null(t);
+    }
+    dp_trainer_destroy(full);
+    dp_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}

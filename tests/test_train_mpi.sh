@@ -117,8 +117,11 @@ timeout 120 $MPI -np 2 "$DPSGD" train "$T/ds" -o "$T/killed" --resume --threads 
 same --exact full killed
 cp -r "$T/killed" "$T/killed3"
 DPSGD_TEST_KILL_AFTER_STEP=13 DPSGD_TEST_KILL_RANK=0 trainR 2 killed3x $KOPTS 2>/dev/null
-timeout 120 $MPI -np 3 "$DPSGD" train "$T/ds" -o "$T/killed3x" --resume --threads 1 --quiet \
-    </dev/null || fail "resume on 3 ranks"
+# resumed on 3 ranks and with another allreduce (a placement option --resume applies)
+timeout 120 $MPI -np 3 "$DPSGD" train "$T/ds" -o "$T/killed3x" --resume --allreduce tree \
+    --threads 1 </dev/null 2>"$T/resume3.txt" || fail "resume on 3 ranks"
+grep -q "on cpu" "$T/resume3.txt" || fail "resume note: $(cat "$T/resume3.txt")"
+grep -q '"allreduce":"tree"' "$T/killed3x/checkpoint.ckpt" || fail "--allreduce tree not applied"
 same --rel 1e-5 full killed3x
 # kill -9 of one rank from outside, mid-run
 $MPI -np 2 "$DPSGD" train "$T/ds" -o "$T/ext" --noise-multiplier 1 --seed 1 --threads 1 --quiet \

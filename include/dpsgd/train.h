@@ -110,7 +110,30 @@ typedef struct dp_train_config {
     dp_device_kind device;
     int nccl; /* 1: sum the ranks' gradients with NCCL between the GPUs (needs
                  DP_DEVICE_CUDA and a build with NCCL); 0: `allreduce` through host memory */
+    /* DP_DEVICE_CUDA: 1 (default) replays one captured CUDA graph per
+     * micro-batch (padded to the Poisson capacity; docs/cuda.md); 0 launches
+     * the kernels one by one. The sum is the same either way. */
+    int cuda_graph;
 } dp_train_config;
+
+/* Where and how a resumed run's steps execute: the fields of dp_train_config
+ * that change neither the function computed (up to float summation order)
+ * nor the privacy guarantee, so a checkpoint written on CPUs may continue on
+ * a GPU, or with another allreduce algorithm, and back. Each field is -1 to
+ * keep the checkpoint's value (dp_train_placement_keep). The noise mode, the
+ * keys, the sampling and the plan always come from the checkpoint. */
+typedef struct dp_train_placement {
+    int device;      /* dp_device_kind */
+    int allreduce;   /* dp_allreduce_algo (the host algorithm; with nccl, the few host floats) */
+    int nccl;        /* 0 or 1 */
+    int overlap;     /* 0 or 1 */
+    int cuda_graph;  /* 0 or 1 */
+    int noise_ahead; /* 0 or 1 */
+    long long check_every; /* >= 0 */
+} dp_train_placement;
+
+/* Every field -1: resume exactly as the checkpoint ran. */
+DP_API void dp_train_placement_keep(dp_train_placement *pl);
 
 DP_API void dp_train_config_default(dp_train_config *cfg);
 
@@ -205,6 +228,13 @@ DP_API dp_status dp_trainer_create_dist(const dp_dataset *train_shard, const dp_
                                         dp_comm *comm, dp_trainer **out);
 DP_API dp_status dp_trainer_resume_dist(const dp_dataset *train_shard, const char *checkpoint_path,
                                         dp_comm *comm, dp_trainer **out);
+/* dp_trainer_resume_dist, then run where `pl` says (NULL: as the checkpoint
+ * ran). The combination is checked as dp_trainer_create_dist checks a
+ * configuration (DP_E_USAGE for nccl without cuda, overlap on cuda; the
+ * device's own errors when it cannot run here). */
+DP_API dp_status dp_trainer_resume_placed(const dp_dataset *train_shard,
+                                          const char *checkpoint_path, dp_comm *comm,
+                                          const dp_train_placement *pl, dp_trainer **out);
 /* After dp_trainer_step or dp_trainer_run failed on several ranks: 1 when the
  * failure was agreed (every rank returned the same status and message: a
  * failed step on any rank, a checksum mismatch, a budget or range error),

@@ -71,7 +71,8 @@ enum {
     O_NOISEINLINE,
     O_NOISEMODE,
     O_OVERLAP,
-    O_CHECKEVERY
+    O_CHECKEVERY,
+    O_NOGRAPH
 };
 
 static const cli_opt opts[] = {
@@ -120,6 +121,9 @@ static const cli_opt opts[] = {
      "across ranks: compare a parameter checksum every K steps and at the end (default 100)"},
     {"noise-inline", O_NOISEINLINE, NULL,
      "draw noise on the step's thread (default: a thread draws it ahead)"},
+    {"no-cuda-graph", O_NOGRAPH, NULL,
+     "--device cuda: launch the step's kernels one by one (default: replay a captured CUDA "
+     "graph)"},
     {0},
 };
 
@@ -473,6 +477,7 @@ static char *command_line(int argc, char **argv) {
 /* Everything the command line says. */
 typedef struct train_args {
     dp_train_config cfg;
+    dp_train_placement pl; /* the options of cfg a --resume applies (given ones only) */
     const char *run, *device, *dataset;
     int resume, force, quiet, have_sigma, have_batch, have_rate, have_clip, have_layer, have_eps;
     long long threads, ck_every, log_every;
@@ -485,6 +490,7 @@ typedef struct train_args {
 static int parse(int argc, char **argv, train_args *a) {
     memset(a, 0, sizeof *a);
     dp_train_config_default(&a->cfg);
+    dp_train_placement_keep(&a->pl);
     a->device = "cpu";
     long long v;
     double dv, list[DP_TRAIN_MAX_CLASSES];
@@ -639,6 +645,7 @@ static int parse(int argc, char **argv, train_args *a) {
             break;
         case O_DEVICE:
             a->device = optarg;
+            a->pl.device = 0; /* set below, once checked */
             break;
         case O_ALLREDUCE:
             a->cfg.nccl = !strcmp(optarg, "nccl");
@@ -647,21 +654,27 @@ static int parse(int argc, char **argv, train_args *a) {
             else if (dp_allreduce_parse(optarg, &a->cfg.allreduce) != DP_OK)
                 return cli_usage_error(
                     "--allreduce expects mpi, naive, ring, tree or nccl, got '%s'", optarg);
+            a->pl.nccl = a->cfg.nccl;
+            a->pl.allreduce = (int)a->cfg.allreduce;
             break;
         case O_NOISEINLINE:
-            a->cfg.noise_ahead = 0;
+            a->cfg.noise_ahead = a->pl.noise_ahead = 0;
+            break;
+        case O_NOGRAPH:
+            a->cfg.cuda_graph = a->pl.cuda_graph = 0;
             break;
         case O_NOISEMODE:
             if (dp_noise_mode_parse(optarg, &a->cfg.noise_mode) != DP_OK)
                 return cli_usage_error("--noise-mode expects owner or shares, got '%s'", optarg);
             break;
         case O_OVERLAP:
-            a->cfg.overlap = 1;
+            a->cfg.overlap = a->pl.overlap = 1;
             break;
         case O_CHECKEVERY:
             if (cli_parse_long("check-every", optarg, 0, (long long)1 << 50, &v))
                 return CLI_BAD_INPUT;
             a->cfg.check_every = (uint64_t)v;
+            a->pl.check_every = v;
             break;
         default:
             return cli_usage_error("unexpected option");
@@ -676,10 +689,13 @@ static int parse(int argc, char **argv, train_args *a) {
     if (strcmp(a->device, "cpu") && strcmp(a->device, "cuda"))
         return cli_usage_error("--device expects cpu or cuda, got '%s'", a->device);
     a->cfg.device = strcmp(a->device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
-    if (a->cfg.nccl && a->cfg.device != DP_DEVICE_CUDA)
+    if (a->pl.device >= 0) a->pl.device = (int)a->cfg.device;
+    /* on --resume the device may come from the checkpoint: the trainer
+     * checks the combination */
+    if (!a->resume && a->cfg.nccl && a->cfg.device != DP_DEVICE_CUDA)
         return cli_usage_error("--allreduce nccl sums gradients between GPUs: it needs --device "
                                "cuda (on the cpu use mpi, naive, ring or tree)");
-    if (a->cfg.device == DP_DEVICE_CUDA && a->cfg.overlap)
+    if (!a->resume && a->cfg.device == DP_DEVICE_CUDA && a->cfg.overlap)
         return cli_usage_error("--overlap is for --device cpu (on cuda the gradient is summed "
                                "once, on the device)");
     /* Before anything is created: a build without the backend, or a machine
@@ -809,13 +825,15 @@ static int train(dp_comm *comm, train_args *a, int argc, char **argv) {
         val = NULL;
     }
     if (a->resume) {
-        st = dp_trainer_resume_dist(ds, ck_path, comm, &t);
+        st = dp_trainer_resume_placed(ds, ck_path, comm, &a->pl, &t);
         if (st == DP_OK)
-            cli_note("resuming %s at step %llu of %llu (saved configuration; options other than "
-                     "--threads and --quiet are ignored)",
+            cli_note("resuming %s at step %llu of %llu on %s (saved configuration; options other "
+                     "than --device, --allreduce, --overlap, --check-every, --noise-inline, "
+                     "--no-cuda-graph, --threads and --quiet are ignored)",
                      run, (unsigned long long)dp_trainer_steps_done(t),
                      (unsigned long long)MIND(dp_trainer_plan(t)->steps,
-                                              dp_trainer_plan(t)->budget_steps));
+                                              dp_trainer_plan(t)->budget_steps),
+                     dp_trainer_config(t)->device == DP_DEVICE_CUDA ? "cuda" : "cpu");
     } else {
         /* an old checkpoint must never be resumed into this run */
         if (a->force && rank == 0) unlink(ck_path);

@@ -60,6 +60,7 @@ static dp_status cuda_open_into(const train_dev_setup *s, train_dev *d) {
     if (dp_mlp_nparams_cuda(d->m) != s->n_params)
         return dp_error(DP_E_INTERNAL, "cuda: device network has %zu parameters, host %zu",
                         dp_mlp_nparams_cuda(d->m), s->n_params);
+    DP_TRY(dp_mlp_use_graph_cuda(d->m, s->graph));
     DP_TRY(dp_mlp_set_params_cuda(d->m, s->params));
     DP_TRY(dp_mlp_zero_grad_cuda(d->m));
     DP_TRY(dp_optim_create_cuda(d->ctx, s->optimizer, s->n_params, s->momentum, s->beta1, s->beta2,

@@ -25,6 +25,7 @@ typedef struct train_dev_setup {
     const int32_t *y; /* [rows] */
     size_t rows, d, row_begin;
     size_t max_micro; /* rows per device micro-batch */
+    int graph;        /* 1: replay a captured CUDA graph per micro-batch (padded to max_micro) */
     dp_optimizer_kind optimizer;
     double momentum, beta1, beta2, eps;
     const float *opt_state; /* host optimizer state (resume) or NULL */

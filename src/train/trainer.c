@@ -66,6 +66,9 @@
 #include "train/train_internal.h"
 
 #define LEDGER_WHAT "train: DP-SGD"
+/* --device cuda: the most rows of one device micro-batch (a step of a larger
+ * Poisson capacity is split, each part padded to this size in graph mode) */
+#define DP_DEV_MAX_MICRO (1u << 20)
 
 /* The noise pump: a thread that fills buf[s % PUMP_DEPTH] with step s's
  * noise for s < consumed + PUMP_DEPTH, so the noise of the next steps is drawn
@@ -168,6 +171,12 @@ DP_API void dp_train_config_default(dp_train_config *c) {
     c->allreduce = DP_ALLREDUCE_MPI;
     c->noise_mode = DP_NOISE_OWNER;
     c->check_every = 100;
+    c->cuda_graph = 1;
+}
+
+DP_API void dp_train_placement_keep(dp_train_placement *pl) {
+    pl->device = pl->allreduce = pl->nccl = pl->overlap = pl->cuda_graph = pl->noise_ahead = -1;
+    pl->check_every = -1;
 }
 
 /* Noise is drawn and charged: private and not the zero-noise ablation. */
@@ -610,7 +619,11 @@ static dp_status dev_open(dp_trainer *t) {
     s.rows = t->end - t->begin;
     s.d = t->d;
     s.row_begin = t->begin;
-    s.max_micro = t->chunk;
+    /* one micro-batch per step (the Poisson capacity: exceeded with
+     * probability < 1e-12), so that a step is one graph replay; the rows'
+     * activations are small on a device (DP_DEV_MAX_MICRO bounds them) */
+    s.max_micro = DP_MIN(t->cap, (size_t)DP_DEV_MAX_MICRO);
+    s.graph = t->cfg.cuda_graph;
     s.optimizer = t->opt.kind;
     s.momentum = t->opt.momentum;
     s.beta1 = t->opt.beta1;
@@ -1030,6 +1043,12 @@ static dp_status step_dev(dp_trainer *t, dp_step_info *info) {
         DP_TRY(ls);
         noise_in_update = std;
     } else if (t->cfg.nccl) {
+        /* this rank's share of the noise before the flag, so that a failure
+         * there is agreed like the gradient's; only a failure inside the
+         * NCCL collectives is this rank's alone (the caller aborts the job) */
+        if (ls == DP_OK && std > 0 && t->cfg.noise_mode == DP_NOISE_SHARES)
+            ls = be->noise_add(t->dev, &t->key_share, t->step, (uint64_t)t->rank + 1, 0, P,
+                               std / sqrt((double)t->R));
         float ex[2] = {ls != DP_OK ? 1.0f : 0.0f, (float)count};
         dp_status cs = dp_comm_allreduce(t->comm, ex, 2, t->cfg.allreduce);
         if (cs != DP_OK) {
@@ -1038,12 +1057,8 @@ static dp_status step_dev(dp_trainer *t, dp_step_info *info) {
         }
         if (ex[0] != 0.0f) return agree(t->comm, ls);
         batch = (size_t)ex[1];
-        if (std > 0 && t->cfg.noise_mode == DP_NOISE_SHARES)
-            cs = be->noise_add(t->dev, &t->key_share, t->step, (uint64_t)t->rank + 1, 0, P,
-                               std / sqrt((double)t->R));
-        if (cs == DP_OK)
-            cs = be->nccl_sum(t->dev, &t->key_noise, t->step,
-                              t->cfg.noise_mode == DP_NOISE_OWNER ? std : 0);
+        cs = be->nccl_sum(t->dev, &t->key_noise, t->step,
+                          t->cfg.noise_mode == DP_NOISE_OWNER ? std : 0);
         if (cs != DP_OK) {
             t->failed_together = 0;
             return cs;
@@ -1244,6 +1259,7 @@ static cJSON *config_json(const dp_train_config *c) {
     /* written only off the default, so CPU runs keep their bytes */
     if (c->device == DP_DEVICE_CUDA) cJSON_AddStringToObject(o, "device", "cuda");
     if (c->nccl) cJSON_AddBoolToObject(o, "nccl", 1);
+    if (!c->cuda_graph) cJSON_AddBoolToObject(o, "cuda_graph", 0);
     return o;
 }
 
@@ -1366,6 +1382,9 @@ static dp_status config_from(const cJSON *o, dp_train_config *c) {
     b = cJSON_GetObjectItemCaseSensitive(o, "nccl");
     if (b) NEED(cJSON_IsBool(b), "nccl");
     c->nccl = cJSON_IsTrue(b);
+    b = cJSON_GetObjectItemCaseSensitive(o, "cuda_graph");
+    if (b) NEED(cJSON_IsBool(b), "cuda_graph");
+    c->cuda_graph = b ? cJSON_IsTrue(b) : 1;
 #undef NEED
     return DP_OK;
 }
@@ -1442,9 +1461,21 @@ static int get_key(const cJSON *o, const char *name, dp_key *k) {
            sodium_hex2bin(k->bytes, 32, s->valuestring, 64, NULL, &n, NULL) == 0 && n == 32;
 }
 
+/* The placement's fields that are set (>= 0) over the checkpoint's; what
+ * they may combine into is check_config's to judge. */
+static void place(dp_train_config *c, const dp_train_placement *pl) {
+    if (pl->device >= 0) c->device = (dp_device_kind)pl->device;
+    if (pl->allreduce >= 0) c->allreduce = (dp_allreduce_algo)pl->allreduce;
+    if (pl->nccl >= 0) c->nccl = pl->nccl;
+    if (pl->overlap >= 0) c->overlap = pl->overlap;
+    if (pl->cuda_graph >= 0) c->cuda_graph = pl->cuda_graph;
+    if (pl->noise_ahead >= 0) c->noise_ahead = pl->noise_ahead;
+    if (pl->check_every >= 0) c->check_every = (uint64_t)pl->check_every;
+}
+
 /* What each rank does alone to resume: read and check the checkpoint, build. */
 static dp_status resume_local(const dp_dataset *ds, const char *path, dp_comm *comm,
-                              dp_trainer **out) {
+                              const dp_train_placement *pl, dp_trainer **out) {
     *out = NULL;
     if (sodium_init() < 0) return dp_error(DP_E_INTERNAL, "trainer: libsodium failed to start");
     dp_checkpoint ck;
@@ -1484,6 +1515,7 @@ static dp_status resume_local(const dp_dataset *ds, const char *path, dp_comm *c
         dp_error_prefix(st, "%s", path);
         goto fail;
     }
+    if (pl) place(&t->cfg, pl);
     if ((st = check_config(&t->cfg, ds)) != DP_OK) {
         dp_error_prefix(st, "%s", path);
         goto fail;
@@ -1548,11 +1580,11 @@ fail:
  * it holds everything that is the same on all ranks (keys, step, parameters,
  * optimizer state, ledger) and nothing that depends on R, so it resumes on
  * any number of ranks. The ranks then compare a checksum of what they read. */
-DP_API dp_status dp_trainer_resume_dist(const dp_dataset *ds, const char *path, dp_comm *comm,
-                                        dp_trainer **out) {
+DP_API dp_status dp_trainer_resume_placed(const dp_dataset *ds, const char *path, dp_comm *comm,
+                                          const dp_train_placement *pl, dp_trainer **out) {
     *out = NULL;
     dp_trainer *t = NULL;
-    dp_status st = agree(comm, resume_local(ds, path, comm, &t));
+    dp_status st = agree(comm, resume_local(ds, path, comm, pl, &t));
     if (st == DP_OK && t->R > 1) {
         st = ranks_same(t);
         if (st == DP_OK) {
@@ -1580,6 +1612,11 @@ DP_API dp_status dp_trainer_resume_dist(const dp_dataset *ds, const char *path, 
     return DP_OK;
 }
 
+DP_API dp_status dp_trainer_resume_dist(const dp_dataset *ds, const char *path, dp_comm *comm,
+                                        dp_trainer **out) {
+    return dp_trainer_resume_placed(ds, path, comm, NULL, out);
+}
+
 DP_API dp_status dp_trainer_resume(const dp_dataset *ds, const char *path, dp_trainer **out) {
-    return dp_trainer_resume_dist(ds, path, NULL, out);
+    return dp_trainer_resume_placed(ds, path, NULL, NULL, out);
 }
