@@ -205,3 +205,61 @@ Test(eval, groups_are_found_from_one_hot_names) {
     cr_assert_eq(g[2].column, 6);
     cr_assert_eq(dp_eval_find_groups(f, 8, "HISP", g, 16), 0);
 }
+
+/* A threshold decides class 1 when p1 >= T: the confusion matrix and the
+ * metrics read from it follow an explicit loop at that rule, the
+ * threshold-free metrics do not move, NAN is the argmax of dp_eval_compute,
+ * and a threshold for more than two classes or outside (0, 1) is refused. */
+Test(eval, threshold_decides_the_confusion_matrix_only) {
+    uint64_t r = tu_seed();
+    size_t n = 800;
+    float *P = malloc(2 * n * sizeof(float));
+    int32_t *y = malloc(n * sizeof(int32_t));
+    for (size_t i = 0; i < n; i++) {
+        y[i] = tu_uniform(&r) < 0.06; /* imbalanced, as unemployment */
+        double p1 = 1 / (1 + exp(-(tu_normal(&r) + (y[i] ? -1.0 : -3.0))));
+        P[2 * i + 1] = (float)p1;
+        P[2 * i] = (float)(1 - p1);
+    }
+    P[2 * 7 + 1] = 0.125f; /* exactly at one threshold below: p1 >= T is class 1 */
+    P[2 * 7] = 0.875f;
+    dp_eval_metrics am, nm;
+    cr_assert_eq(dp_eval_compute(P, y, n, 2, NULL, &am), DP_OK);
+    cr_assert_eq(dp_eval_compute_at(P, y, n, 2, NULL, NAN, &nm), DP_OK);
+    cr_assert(isnan(am.threshold) && isnan(nm.threshold));
+    cr_assert_eq(memcmp(am.confusion, nm.confusion, sizeof am.confusion), 0);
+    const double T[] = {0.05, 0.125, 0.5, 0.9};
+    for (int t = 0; t < 4; t++) {
+        dp_eval_metrics m;
+        cr_assert_eq(dp_eval_compute_at(P, y, n, 2, NULL, T[t], &m), DP_OK, "%s", dp_last_error());
+        cr_assert_eq(m.threshold, T[t]);
+        uint64_t c[4] = {0};
+        for (size_t i = 0; i < n; i++) {
+            int pred = (double)P[2 * i + 1] >= T[t];
+            c[y[i] * 2 + pred]++;
+        }
+        for (int j = 0; j < 4; j++)
+            cr_assert_eq(m.confusion[j], c[j], "T %g cell %d: %llu, expected %llu", T[t], j,
+                         (unsigned long long)m.confusion[j], (unsigned long long)c[j]);
+        double tn = (double)c[0], fp = (double)c[1], fn = (double)c[2], tp = (double)c[3];
+        cr_assert_float_eq(m.accuracy, (tp + tn) / (double)n, 1e-12);
+        cr_assert_float_eq(m.balanced_accuracy, 0.5 * (tp / (tp + fn) + tn / (tn + fp)), 1e-12);
+        cr_assert_float_eq(m.recall, tp / (tp + fn), 1e-12);
+        cr_assert_eq(m.roc_auc, am.roc_auc);
+        cr_assert_eq(m.pr_auc, am.pr_auc);
+        cr_assert_eq(m.log_loss, am.log_loss);
+    }
+    /* a low threshold finds positives the argmax misses */
+    dp_eval_metrics lo;
+    cr_assert_eq(dp_eval_compute_at(P, y, n, 2, NULL, 0.05, &lo), DP_OK);
+    cr_assert_gt(lo.recall, am.recall);
+    cr_assert_eq(dp_eval_decide(P + 2 * 7, 2, 0.125), 1);
+    cr_assert_eq(dp_eval_decide(P + 2 * 7, 2, NAN), 0);
+    float p3[3 * 2] = {0.2f, 0.5f, 0.3f, 0.6f, 0.1f, 0.3f};
+    int32_t y3[2] = {1, 0};
+    cr_assert_eq(dp_eval_compute_at(p3, y3, 2, 3, NULL, 0.3, &lo), DP_E_USAGE);
+    cr_assert(strstr(dp_last_error(), "two classes"), "%s", dp_last_error());
+    cr_assert_eq(dp_eval_compute_at(P, y, n, 2, NULL, 1.0, &lo), DP_E_USAGE);
+    cr_assert_eq(dp_eval_compute_at(P, y, n, 2, NULL, 0.0, &lo), DP_E_USAGE);
+    free(P), free(y);
+}

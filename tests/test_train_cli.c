@@ -372,6 +372,29 @@ Test(train_cli, predict_writes_one_row_per_record_and_refuses_other_schemas) {
     cr_assert_gt(valid, records * 9 / 10);
     free(input);
     free(text);
+    /* --threshold: the prediction is prob_1 >= T, the probabilities unchanged */
+    char *pred_t = in(tmp, "pred_t.csv");
+    cr_assert_eq(tu_run(NULL, &err, "predict '%s' '%s' -o '%s' --threshold 0.2", run, csv, pred_t),
+                 0, "%s", err);
+    free(err);
+    text = tu_read_file(pred_t, NULL);
+    size_t flipped = 0;
+    l = strtok_r(text, "\n", &save);
+    while ((l = strtok_r(NULL, "\n", &save))) {
+        char *f[8], *cur = l;
+        int nf = 0;
+        while (nf < 8 && (f[nf] = strsep(&cur, ",")))
+            nf++;
+        if (strcmp(f[2], "1")) continue;
+        double p0 = strtod(f[4], NULL), p1 = strtod(f[5], NULL);
+        cr_assert_eq(atoi(f[6]), p1 >= 0.2, "record %s: p1 %g, prediction %s", f[0], p1, f[6]);
+        flipped += p1 >= 0.2 && p1 <= p0;
+    }
+    free(text);
+    cr_assert_gt(flipped, 0, "no record has p1 in [0.2, 0.5]: the threshold was not exercised");
+    refused("threshold out of range", "--threshold", "predict '%s' '%s' -o /dev/null --threshold 1",
+            run, csv);
+    free(pred_t);
     /* an existing output is kept */
     refused("existing predictions", "exists", "predict '%s' /dev/null -o '%s'", run, pred);
     /* a model of another schema: the fixture's */

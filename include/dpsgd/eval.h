@@ -25,9 +25,21 @@ typedef struct dp_eval_metrics {
     double accuracy, balanced_accuracy, precision, recall, f1;
     double roc_auc, pr_auc; /* NAN when undefined (one class absent) */
     double log_loss;        /* mean cross-entropy */
+    double threshold;       /* the decision rule (dp_eval_decide): NAN for the argmax */
     uint64_t
         confusion[DP_EVAL_MAX_CLASSES * DP_EVAL_MAX_CLASSES]; /* [true][pred], row-major k x k */
 } dp_eval_metrics;
+
+/* The predicted class of one row of probabilities p [k]: with a threshold
+ * (two classes only), 1 when p[1] >= threshold, else 0; with NAN, the
+ * argmax (first on ties). An imbalanced label (unemployment: a few percent
+ * positive) is rarely the argmax: a threshold near the prevalence trades
+ * precision for recall. The threshold must be public (chosen in advance or
+ * from DP statistics), not tuned on private data. */
+DP_API int dp_eval_decide(const float *p, int k, double threshold);
+/* Check a threshold for k classes: NAN, or in (0, 1) with k == 2 (else
+ * DP_E_USAGE with the reason). */
+DP_API dp_status dp_eval_check_threshold(double threshold, int k);
 
 /* Metrics of probabilities P [n, k] (row-major; the prediction is the argmax,
  * first on ties) against labels y [n] in [0, k). `rows` (may be NULL) selects
@@ -35,6 +47,12 @@ typedef struct dp_eval_metrics {
  * or k > DP_EVAL_MAX_CLASSES; DP_E_NOMEM. */
 DP_API dp_status dp_eval_compute(const float *P, const int32_t *y, size_t n, int k,
                                  const uint8_t *rows, dp_eval_metrics *out);
+/* The same with the decision dp_eval_decide(., k, threshold) for the
+ * confusion matrix and the metrics read from it (accuracy, balanced
+ * accuracy, precision, recall, F1); the threshold-free ones (ROC-AUC,
+ * PR-AUC, log loss) do not depend on it. DP_E_USAGE for a bad threshold. */
+DP_API dp_status dp_eval_compute_at(const float *P, const int32_t *y, size_t n, int k,
+                                    const uint8_t *rows, double threshold, dp_eval_metrics *out);
 
 /* ROC-AUC and average precision of scores s [n] for binary labels pos [n]
  * (nonzero = positive). NAN when there is no positive or no negative. */

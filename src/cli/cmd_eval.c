@@ -15,12 +15,15 @@
 #include "dpsgd/model.h"
 #include "dpsgd/train.h"
 
-enum { O_SPLIT = 256, O_JSON, O_DEVICE };
+enum { O_SPLIT = 256, O_JSON, O_DEVICE, O_THRESHOLD };
 
 static const cli_opt opts[] = {
     {"split", O_SPLIT, "NAME", "split to evaluate: train, val or test (default test)"},
     {"json", O_JSON, NULL, "print one JSON object instead of tables"},
     {"device", O_DEVICE, "cpu|cuda", "where to predict (default cpu)"},
+    {"threshold", O_THRESHOLD, "T",
+     "two classes: predict class 1 when its probability is >= T (default: the larger "
+     "probability); choose T in advance, e.g. near the known prevalence"},
     {0},
 };
 
@@ -90,7 +93,14 @@ static void print_table(const dp_eval_metrics *m, const dp_eval_metrics *b) {
         fmt(c, sizeof c, bv[i]);
         printf("  %-20s %10s %10s\n", names[i], a, c);
     }
-    printf("\n  confusion matrix (rows: true class, columns: predicted)\n  %8s", "");
+    if (isnan(m->threshold))
+        printf("\n  confusion matrix (rows: true class, columns: predicted: the most probable)\n"
+               "  %8s",
+               "");
+    else
+        printf("\n  confusion matrix (rows: true class, columns: predicted: 1 when p(1) >= %g)\n"
+               "  %8s",
+               m->threshold, "");
     for (int p = 0; p < m->k; p++)
         printf(" %10s%d", "pred ", p);
     printf("\n");
@@ -106,6 +116,7 @@ int cmd_eval(int argc, char **argv) {
     const char *device = "cpu";
     const char *split = "test";
     int json = 0;
+    double threshold = NAN;
     cli_parser p;
     cli_parser_init(&p, &cmd, argc, argv);
     int c;
@@ -123,6 +134,13 @@ int cmd_eval(int argc, char **argv) {
             break;
         case O_DEVICE:
             device = optarg;
+            break;
+        case O_THRESHOLD:
+            if (cli_parse_double("threshold", optarg, 0, 1, &threshold)) return CLI_BAD_INPUT;
+            if (threshold <= 0 || threshold >= 1)
+                return cli_usage_error("--threshold expects a probability strictly between 0 "
+                                       "and 1, got '%s'",
+                                       optarg);
             break;
         default:
             return cli_usage_error("unexpected option");
@@ -171,6 +189,13 @@ int cmd_eval(int argc, char **argv) {
         rc = CLI_BAD_INPUT;
         goto done;
     }
+    if (!isnan(threshold) && k != 2) {
+        cli_error("--threshold applies to two classes; %s predicts %d (the largest probability "
+                  "decides)",
+                  path, k);
+        rc = CLI_BAD_INPUT;
+        goto done;
+    }
     if (k > DP_EVAL_MAX_CLASSES) {
         cli_error("%s: %d classes; eval reports at most %d", dataset, k, DP_EVAL_MAX_CLASSES);
         rc = CLI_BAD_INPUT;
@@ -198,7 +223,7 @@ int cmd_eval(int argc, char **argv) {
     else
         major = dp_eval_majority(y, n, k);
     dp_eval_metrics all, base;
-    if ((st = dp_eval_compute(P, y, n, k, NULL, &all)) != DP_OK ||
+    if ((st = dp_eval_compute_at(P, y, n, k, NULL, threshold, &all)) != DP_OK ||
         (st = dp_eval_baseline(y, n, k, major, NULL, &base)) != DP_OK) {
         rc = cli_fail(st);
         goto done;
@@ -217,7 +242,7 @@ int cmd_eval(int argc, char **argv) {
             groups[v][i].g = g[i];
             for (size_t r = 0; r < n; r++)
                 mask[r] = X[r * d + g[i].column] > 0.5f;
-            dp_eval_compute(P, y, n, k, mask, &groups[v][i].m);
+            dp_eval_compute_at(P, y, n, k, mask, threshold, &groups[v][i].m);
             dp_eval_baseline(y, n, k, major, mask, &groups[v][i].base);
         }
     }
@@ -226,6 +251,10 @@ int cmd_eval(int argc, char **argv) {
     if (json) {
         cJSON *o = metrics_json(&all);
         cJSON_AddStringToObject(o, "split", split);
+        if (isnan(threshold))
+            cJSON_AddNullToObject(o, "threshold");
+        else
+            cJSON_AddNumberToObject(o, "threshold", threshold);
         cJSON *b = metrics_json(&base);
         cJSON_AddNumberToObject(b, "class", major);
         cJSON_AddItemToObject(o, "baseline", b);

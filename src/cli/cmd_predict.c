@@ -8,16 +8,18 @@
  * data of different schemas; the output is written atomically.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "dpsgd/checkpoint.h"
+#include "dpsgd/eval.h"
 #include "dpsgd/model.h"
 #include "dpsgd/train.h"
 #include "dpsgd/prep.h"
 
-enum { O_DATASET = 256, O_THREADS, O_FORCE, O_DEVICE };
+enum { O_DATASET = 256, O_THREADS, O_FORCE, O_DEVICE, O_THRESHOLD };
 
 static const cli_opt opts[] = {
     {"output", 'o', "FILE", "predictions CSV to write (required)"},
@@ -26,6 +28,8 @@ static const cli_opt opts[] = {
     {"threads", O_THREADS, "T", "threads for parsing (default: all cores)"},
     {"force", O_FORCE, NULL, "overwrite an existing FILE"},
     {"device", O_DEVICE, "cpu|cuda", "where to predict (default cpu)"},
+    {"threshold", O_THRESHOLD, "T",
+     "two classes: the prediction is 1 when prob_1 >= T (default: the most probable class)"},
     {0},
 };
 
@@ -43,6 +47,7 @@ int cmd_predict(int argc, char **argv) {
     const char *out = NULL, *dataset = NULL;
     long long threads = 0;
     int force = 0;
+    double threshold = NAN;
     cli_parser p;
     cli_parser_init(&p, &cmd, argc, argv);
     int c;
@@ -66,6 +71,13 @@ int cmd_predict(int argc, char **argv) {
             break;
         case O_DEVICE:
             device = optarg;
+            break;
+        case O_THRESHOLD:
+            if (cli_parse_double("threshold", optarg, 0, 1, &threshold)) return CLI_BAD_INPUT;
+            if (threshold <= 0 || threshold >= 1)
+                return cli_usage_error("--threshold expects a probability strictly between 0 "
+                                       "and 1, got '%s'",
+                                       optarg);
             break;
         default:
             return cli_usage_error("unexpected option");
@@ -95,6 +107,11 @@ int cmd_predict(int argc, char **argv) {
     int rc = CLI_OK;
     dp_status st = dp_model_load(path, 1024, &model);
     if (st != DP_OK) return cli_fail(st);
+    if (dp_eval_check_threshold(threshold, dp_mlp_get_config(dp_model_mlp(model))->n_classes)) {
+        cli_error("--threshold: %s (%s)", dp_last_error(), path);
+        dp_model_destroy(model);
+        return CLI_BAD_INPUT;
+    }
     if (!dataset) {
         /* The encoder reads DIR/meta.json: give it the run's copy. */
         snprintf(path, sizeof path, "%s/dataset_meta.json", run);
@@ -169,13 +186,11 @@ int cmd_predict(int argc, char **argv) {
             fprintf(o, ",\n");
             continue;
         }
-        int best = 0;
         fprintf(o, "1,");
         for (int j = 0; j < k; j++) {
             fprintf(o, ",%.6g", P[i * k + j]);
-            if (P[i * k + j] > P[i * k + best]) best = j;
         }
-        fprintf(o, ",%d\n", best);
+        fprintf(o, ",%d\n", dp_eval_decide(P + i * k, (int)k, threshold));
     }
     fclose(o);
     if ((st = dp_file_write_atomic(out, buf, len)) != DP_OK) {

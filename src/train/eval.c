@@ -134,20 +134,44 @@ static dp_status check(const int32_t *y, size_t n, int k) {
     return DP_OK;
 }
 
+DP_API int dp_eval_decide(const float *p, int k, double threshold) {
+    if (k == 2 && !isnan(threshold)) return p[1] >= threshold;
+    int best = 0;
+    for (int c = 1; c < k; c++)
+        if (p[c] > p[best]) best = c;
+    return best;
+}
+
+DP_API dp_status dp_eval_check_threshold(double threshold, int k) {
+    if (isnan(threshold)) return DP_OK;
+    if (k != 2)
+        return dp_error(DP_E_USAGE, "eval: a threshold applies to two classes, the model has %d",
+                        k);
+    if (!(threshold > 0 && threshold < 1))
+        return dp_error(DP_E_USAGE, "eval: threshold %g, expected a probability in (0, 1)",
+                        threshold);
+    return DP_OK;
+}
+
 DP_API dp_status dp_eval_compute(const float *P, const int32_t *y, size_t n, int k,
                                  const uint8_t *rows, dp_eval_metrics *out) {
+    return dp_eval_compute_at(P, y, n, k, rows, NAN, out);
+}
+
+DP_API dp_status dp_eval_compute_at(const float *P, const int32_t *y, size_t n, int k,
+                                    const uint8_t *rows, double threshold, dp_eval_metrics *out) {
     memset(out, 0, sizeof *out);
     out->k = k;
+    out->threshold = NAN;
     DP_TRY(check(y, n, k));
+    DP_TRY(dp_eval_check_threshold(threshold, k));
+    out->threshold = threshold;
     size_t m = 0;
     double ll = 0;
     for (size_t i = 0; i < n; i++) {
         if (rows && !rows[i]) continue;
         const float *p = P + i * (size_t)k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (p[c] > p[best]) best = c;
-        out->confusion[y[i] * k + best]++;
+        out->confusion[y[i] * k + dp_eval_decide(p, k, threshold)]++;
         double py = p[y[i]];
         ll -= log(py > 1e-15 ? py : 1e-15);
         m++;
@@ -186,6 +210,7 @@ DP_API dp_status dp_eval_baseline(const int32_t *y, size_t n, int k, int cls, co
                                   dp_eval_metrics *out) {
     memset(out, 0, sizeof *out);
     out->k = k;
+    out->threshold = NAN;
     DP_TRY(check(y, n, k));
     if (cls < 0 || cls >= k) return dp_error(DP_E_RANGE, "eval: baseline class %d", cls);
     size_t m = 0, count[DP_EVAL_MAX_CLASSES] = {0};
