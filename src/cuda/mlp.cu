@@ -82,8 +82,14 @@ struct dp_cuda_mlp {
     int32_t *ys_host[NSLOT];
     /* graph replay */
     int graph_on;
-    cudaGraphExec_t graph[2];          /* [0]: resident gather, [1]: streamed rows */
-    const dp_cuda_data *graph_data[2]; /* the data each graph's gather reads */
+    cudaGraphExec_t graph[2]; /* [0]: resident gather, [1]: streamed rows */
+    /* What graph[0]'s gather kernel has baked in as arguments: the device
+     * arrays and the first row number. Compared by value, not by handle: a
+     * data handle freed and another allocated at the same address must not
+     * replay a graph that reads the old arrays. graph[1] reads no data. */
+    const float *graph_X;
+    const int32_t *graph_y;
+    size_t graph_base;
     /* profiling */
     int profile;
     cudaEvent_t pev[6];
@@ -242,6 +248,9 @@ __global__ void loss_kernel(float *__restrict__ Z, const float *__restrict__ b,
         s += g * g;
     }
     s = warp_sum(s);
+    /* z[yi] was written by lane yi % 32: __syncwarp orders that write before
+     * lane 0's read (shuffles synchronise lanes but give no memory ordering) */
+    __syncwarp();
     if (lane == 0) {
         dsq[r] = s;
         loss[r] = (double)w * (((double)m + log(se)) - (double)z[yi]);
@@ -674,10 +683,12 @@ static dp_status slot_done(dp_cuda_mlp *m, unsigned s) {
 static dp_status stream_rows(dp_cuda_mlp *m, unsigned s, const dp_cuda_data *data,
                              const size_t *idx, size_t n, int rows) {
     size_t d = data->d;
-    if (!m->xs_host[s]) {
+    /* each separately: a failed second allocation must not leave a NULL
+     * ys_host behind a non-NULL xs_host for the next call */
+    if (!m->xs_host[s])
         DP_CUDA_TRY(cudaMallocHost((void **)&m->xs_host[s], m->M * d * sizeof(float)));
+    if (!m->ys_host[s])
         DP_CUDA_TRY(cudaMallocHost((void **)&m->ys_host[s], m->M * sizeof(int32_t)));
-    }
     for (size_t i = 0; i < n; i++) {
         size_t r = idx[i] - data->row_begin;
         memcpy(m->xs_host[s] + i * d, data->X_host + r * d, d * sizeof(float));
@@ -732,7 +743,11 @@ static dp_status capture(dp_cuda_mlp *m, const dp_cuda_data *data, int g) {
     e = cudaGraphInstantiate(&m->graph[g], graph, 0);
     cudaGraphDestroy(graph);
     DP_CUDA_TRY(e);
-    m->graph_data[g] = data;
+    if (g == 0) {
+        m->graph_X = data->X_dev;
+        m->graph_y = data->y_dev;
+        m->graph_base = data->row_begin;
+    }
     return DP_OK;
 }
 
@@ -769,7 +784,9 @@ extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *
      * padded shape, and the graph is captured after it: kernels are loaded
      * lazily (CUDA_MODULE_LOADING=LAZY) and cuBLAS picks its kernels on
      * first use, neither of which should happen inside a capture. */
-    int need_capture = m->graph_on && (!m->graph[g] || m->graph_data[g] != data);
+    int stale = g == 0 && (m->graph_X != data->X_dev || m->graph_y != data->y_dev ||
+                           m->graph_base != data->row_begin);
+    int need_capture = m->graph_on && (!m->graph[g] || stale);
     for (size_t c0 = 0; c0 < n; c0 += m->M) {
         size_t nb = n - c0 < m->M ? n - c0 : m->M;
         int rows = m->graph_on ? (int)m->M : (int)nb;
