@@ -181,9 +181,11 @@ extern "C" dp_status dp_cuda_data_create(dp_cuda_ctx *c, const float *X, const i
     if (n && d > (size_t)-1 / sizeof(float) / n)
         return dp_error(DP_E_RANGE, "cuda: dataset: %zu x %zu floats overflow size_t", n, d);
     size_t need = n * d * sizeof(float) + n * sizeof(int32_t);
+    /* the context's device, also for the allocations below (with an explicit
+     * budget too: cudaMalloc allocates on the thread's current device) */
+    DP_CUDA_TRY(cudaSetDevice(c->device));
     if (!budget_bytes) {
         size_t fr = 0, tot = 0;
-        DP_CUDA_TRY(cudaSetDevice(c->device));
         DP_CUDA_TRY(cudaMemGetInfo(&fr, &tot));
         budget_bytes = fr / 10 * 8;
     }
