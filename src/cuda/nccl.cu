@@ -41,14 +41,29 @@ extern "C" dp_status dp_nccl_create_cuda(dp_cuda_ctx *ctx, const void *mpi_comm,
     if (MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, 0, mc) != MPI_SUCCESS)
         return dp_error(DP_E_MPI, "nccl: MPI_Bcast of the NCCL unique id failed");
     if (msg.st) return dp_error(DP_E_CUDA, "nccl: rank 0 could not create an NCCL unique id");
+    /* ncclCommInitRank blocks until every rank has called it: a rank that
+     * cannot get there (no handle, no device) says so first, and all return */
     dp_cuda_comm *c = (dp_cuda_comm *)dp_calloc(1, sizeof *c);
-    if (!c) return dp_error(DP_E_NOMEM, "nccl: cannot allocate a communicator handle");
+    cudaError_t ce = c ? cudaSetDevice(ctx->device) : cudaSuccess;
+    int bad = !c || ce != cudaSuccess, any_bad = 1;
+    if (MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, mc) != MPI_SUCCESS) {
+        dp_free(c);
+        return dp_error(DP_E_MPI, "nccl: MPI_Allreduce before ncclCommInitRank failed");
+    }
+    if (any_bad) {
+        dp_status code = !c ? DP_E_NOMEM : DP_E_CUDA;
+        dp_free(c);
+        if (bad)
+            return dp_error(code, "nccl: rank %d of %d: %s", rank, size,
+                            ce != cudaSuccess ? cudaGetErrorString(ce)
+                                              : "cannot allocate a communicator handle");
+        return dp_error(DP_E_CUDA, "nccl: rank %d of %d: another rank could not set up NCCL", rank,
+                        size);
+    }
     c->ctx = ctx;
     c->rank = rank;
     c->size = size;
-    cudaError_t ce = cudaSetDevice(ctx->device);
-    ncclResult_t r =
-        ce == cudaSuccess ? ncclCommInitRank(&c->comm, size, msg.id, rank) : ncclUnhandledCudaError;
+    ncclResult_t r = ncclCommInitRank(&c->comm, size, msg.id, rank);
     if (r != ncclSuccess) {
         dp_free(c);
         return dp_error(DP_E_CUDA, "nccl: rank %d of %d: ncclCommInitRank: %s", rank, size,

@@ -66,17 +66,23 @@ static dp_status cuda_open_into(const train_dev_setup *s, train_dev *d) {
     DP_TRY(dp_optim_create_cuda(d->ctx, s->optimizer, s->n_params, s->momentum, s->beta1, s->beta2,
                                 s->eps, &d->o));
     if (s->opt_state || s->opt_t) DP_TRY(dp_optim_set_state_cuda(d->o, s->opt_state, s->opt_t));
-    if (d->R > 1 && s->nccl) {
-        if ((size_t)d->R > DP_CUDA_GRAD_PAD + 1)
-            return dp_error(DP_E_USAGE, "cuda: NCCL owner noise supports up to %d ranks, found %d",
-                            DP_CUDA_GRAD_PAD + 1, d->R);
-        dp_status st = dp_nccl_create_cuda(d->ctx, &s->comm->mc, &d->nccl);
-        if (st == DP_E_UNSUPPORTED)
-            return dp_error(st, "--allreduce nccl: this build has no NCCL (use mpi, naive, ring or "
-                                "tree: the gradient is staged through host memory)");
-        DP_TRY(st);
-    }
     return DP_OK;
+}
+
+/* The NCCL communicator, made collectively (MPI_Bcast of the id, then
+ * ncclCommInitRank) only once every rank's device side is up: a rank that
+ * failed above must not leave the others waiting in that broadcast while it
+ * enters the trainer's agreement (two different collectives: a hang). */
+static dp_status cuda_open_nccl(const train_dev_setup *s, train_dev *d, dp_status local) {
+    if ((size_t)d->R > DP_CUDA_GRAD_PAD + 1)
+        return dp_error(DP_E_USAGE, "cuda: NCCL owner noise supports up to %d ranks, found %d",
+                        DP_CUDA_GRAD_PAD + 1, d->R);
+    DP_TRY(dp_comm_agree(s->comm, local, NULL));
+    dp_status st = dp_nccl_create_cuda(d->ctx, &s->comm->mc, &d->nccl);
+    if (st == DP_E_UNSUPPORTED)
+        return dp_error(st, "--allreduce nccl: this build has no NCCL (use mpi, naive, ring or "
+                            "tree: the gradient is staged through host memory)");
+    return st;
 }
 
 static dp_status cuda_open(const train_dev_setup *s, train_dev **out) {
@@ -87,6 +93,7 @@ static dp_status cuda_open(const train_dev_setup *s, train_dev **out) {
     d->rank = s->comm ? dp_comm_rank(s->comm) : 0;
     d->R = s->comm ? dp_comm_size(s->comm) : 1;
     dp_status st = cuda_open_into(s, d);
+    if (d->R > 1 && s->nccl) st = cuda_open_nccl(s, d, st);
     if (st != DP_OK) {
         cuda_close(d);
         return st;
