@@ -11,9 +11,11 @@
  * optimizer (dp_optim_noisy_step_dev_cuda); nothing waits inside the loop.
  *
  *   build/bench/gpu_train [--rows N] [--features D] [--batches 1024,16384]
- *                         [--quick] [--json] [--json-file PATH]
+ *                         [--quick] [--json] [--json-file PATH] [--budget S]
  * --json prints the JSON object instead of the table; --json-file writes it
- * to PATH as well as printing the table.
+ * to PATH as well as printing the table. --budget (default 110 s): no new
+ * measurement starts after S seconds; the rest is reported as skipped, so
+ * that bench/gpu.sh's timeout (150 s) never cuts the report off.
  * Exit 77 with a message when there is no CUDA device or no backend.
  */
 #include <math.h>
@@ -125,7 +127,9 @@ static void fresh(setup *S, size_t cap, dp_cuda_mlp **m, dp_cuda_optim **o) {
 int main(int argc, char **argv) {
     size_t N = 1000000, D = 64;
     int batches[8] = {1024, 16384}, nb = 2, json = 0, quick = 0;
+    double budget = 110;
     const char *json_file = NULL;
+    const double t_begin = now();
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rows") && i + 1 < argc)
             N = strtoull(argv[++i], NULL, 10);
@@ -145,15 +149,21 @@ int main(int argc, char **argv) {
             json_file = argv[++i];
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--budget") && i + 1 < argc)
+            budget = atof(argv[++i]);
         else {
             fprintf(stderr, "usage: gpu_train [--rows N] [--features D] [--batches B1,B2] "
-                            "[--quick] [--json] [--json-file PATH]\n");
+                            "[--quick] [--json] [--json-file PATH] [--budget S]\n");
             return 1;
         }
     }
     if (quick) N = 100000;
-    if (N < 1000 || D < 1 || nb < 1) {
-        fprintf(stderr, "gpu_train: expected --rows >= 1000, --features >= 1\n");
+    int bad_batch = 0;
+    for (int i = 0; i < nb; i++)
+        bad_batch |= batches[i] < 1 || (size_t)batches[i] > N;
+    if (N < 1000 || D < 1 || nb < 1 || bad_batch || !(budget > 0)) {
+        fprintf(stderr, "gpu_train: expected --rows >= 1000, --features >= 1, batches in [1, "
+                        "rows], --budget > 0\n");
         return 1;
     }
     int ndev = 0;
@@ -209,15 +219,19 @@ int main(int argc, char **argv) {
 
     run runs[32];
     phases ph[16];
-    int nr = 0, np = 0;
-    for (int bi = 0; bi < nb; bi++) {
+    int nr = 0, np = 0, skipped = 0;
+    for (int bi = 0; bi < nb && !skipped; bi++) {
         const int B = batches[bi];
         const double q = (double)B / (double)N;
         const uint64_t steps = (uint64_t)llround(1.0 / q);
         const size_t cap = dp_poisson_capacity(N, q);
         S.idx = realloc(S.idx, cap * sizeof(size_t));
-        for (int dp = 1; dp >= 0; dp--) {
+        for (int dp = 1; dp >= 0 && !skipped; dp--) {
             for (int graph = 0; graph < 2; graph++) {
+                if (now() - t_begin > budget) {
+                    skipped = 1;
+                    break;
+                }
                 dp_cuda_mlp *m = NULL;
                 dp_cuda_optim *o = NULL;
                 fresh(&S, cap, &m, &o);
@@ -234,6 +248,10 @@ int main(int argc, char **argv) {
                 dp_mlp_destroy_cuda(m);
             }
             /* phases: a separate run that waits after each phase */
+            if (skipped || now() - t_begin > budget) {
+                skipped = 1;
+                break;
+            }
             dp_cuda_mlp *m = NULL;
             dp_cuda_optim *o = NULL;
             fresh(&S, cap, &m, &o);
@@ -295,7 +313,8 @@ int main(int argc, char **argv) {
                     i ? "," : "", p->batch, p->dp ? "true" : "false", p->sample * k, p->gather * k,
                     p->forward * k, p->backward * k, p->norms * k, p->wgrad * k, p->update * k);
         }
-        fprintf(jf, "],\"kernels_per_step\":%d}\n", kernels);
+        fprintf(jf, "],\"kernels_per_step\":%d,\"budget_reached\":%s}\n", kernels,
+                skipped ? "true" : "false");
         if (jf != stdout) fclose(jf);
     }
     if (json) return 0;
@@ -334,6 +353,9 @@ int main(int argc, char **argv) {
                p->dp ? "DP" : "no-DP", p->sample * k, p->gather * k, p->forward * k,
                p->backward * k, p->norms * k, p->wgrad * k, p->update * k);
     }
+    if (skipped)
+        printf("\n(time budget of %.0f s reached: the runs not listed above were skipped)\n",
+               budget);
     printf("\nfloor per step (expected batch B; %d kernels per step):\n", kernels);
     printf("%7s %12s %12s %14s %14s %12s %12s\n", "batch", "FLOPs", "flop us", "bytes", "bytes us",
            "launch us", "graph us");

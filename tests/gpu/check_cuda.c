@@ -6,9 +6,12 @@
  * the semantics: the ChaCha20 keystream with libsodium's, the noise with
  * dp_noise_draw_f64 / dp_noise_add, every gradient kernel through
  * dp_mlp_clipped_grad (relative error < 1e-5), prediction with
- * dp_mlp_predict, the optimizers with optim.c, and a whole training run
- * with the CPU's step to 1e-4. Exit 0: all passed; 1: a check failed;
- * 77: no CUDA device (skip), with the reason on stderr.
+ * dp_mlp_predict, the optimizers with optim.c, a whole training run with
+ * the CPU's step to 1e-4, and the trainer itself (dp_trainer, device cuda,
+ * graph replay and launches) against the same run on the CPU. Outputs are
+ * poisoned with NaN before each run, so a kernel that writes nothing fails.
+ * Exit 0: all passed; 1: a check failed; 77: no CUDA device (skip), with
+ * the reason on stderr.
  *
  *   check_cuda [--quick] [--nccl]
  *   --quick  smaller sizes (for compute-sanitizer, which is ~50x slower)
@@ -25,6 +28,7 @@
 #include "dpsgd/dpsgd.h"
 #include "testutil.h"
 #include "train/train_internal.h"
+#include "../train_fixture.h"
 
 static int n_fail, n_pass, quick;
 static uint64_t rng;
@@ -65,6 +69,16 @@ static double rel_err_f(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Outputs start as NaN: a value the device did not write cannot pass. */
+static void poison_f(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+}
+static void poison_d(double *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+}
+
 static void fill_normal(float *x, size_t n, double scale) {
     for (size_t i = 0; i < n; i++)
         x[i] = (float)(scale * tu_normal(&rng));
@@ -92,12 +106,14 @@ static void check_keystream(dp_cuda_ctx *ctx) {
         for (size_t ci = 0; ci < sizeof ctrs / sizeof *ctrs; ci++) {
             size_t n = lens[li];
             crypto_stream_chacha20_xor_ic(ref, zeros, n, nonce, ctrs[ci], key);
+            memset(got, 0xa5, n);
             OK(dp_chacha20_cuda(ctx, key, nonce, 8, ctrs[ci], got, n));
             if (memcmp(ref, got, n)) bad_orig++;
             uint32_t c32 = (uint32_t)ctrs[ci];
             /* libsodium refuses IETF streams that would wrap the 32-bit counter */
             if ((uint64_t)c32 + (n + 63) / 64 > 0x100000000ull) continue;
             crypto_stream_chacha20_ietf_xor_ic(ref, zeros, n, nonce, c32, key);
+            memset(got, 0xa5, n);
             OK(dp_chacha20_cuda(ctx, key, nonce, 12, c32, got, n));
             if (memcmp(ref, got, n)) bad_ietf++;
         }
@@ -124,6 +140,7 @@ static void check_noise(dp_cuda_ctx *ctx) {
     uint64_t step = tu_next(&rng) >> 20, stream = rand_below(4);
     double *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
     OK(dp_noise_draw_f64(&key, step, stream, offset, ref, n));
+    poison_d(got, n);
     OK(dp_noise_draw_f64_cuda(ctx, &key, step, stream, offset, got, n));
     double maxd = 0, mean = 0, var = 0;
     size_t same = 0;
@@ -157,6 +174,7 @@ static void check_noise(dp_cuda_ctx *ctx) {
     OK(dp_cuda_alloc(ctx, n * sizeof(float), (void **)&dev));
     OK(dp_cuda_to_device(ctx, dev, base, n * sizeof(float)));
     OK(dp_noise_add_dev_cuda(ctx, &key, step, stream, offset, dev, n, std));
+    poison_f(gpu, n);
     OK(dp_cuda_to_host(ctx, gpu, dev, n * sizeof(float)));
     size_t fsame = 0;
     for (size_t i = 0; i < n; i++)
@@ -272,6 +290,7 @@ static void check_grad_case(dp_cuda_ctx *ctx, const netcase *nc, size_t n, size_
         memset(&none, 0, sizeof none);
         none.mode = DP_CLIP_NONE;
         double *sq = malloc(ne * sizeof *sq), worst = 0;
+        poison_d(sq, ne);
         OK(dp_mlp_clipped_grad_cuda(gpu, X, y, ne, &none, NULL, g_gpu, NULL));
         OK(dp_mlp_example_sqnorms_cuda(gpu, ne, sq));
         for (size_t i = 0; i < ne; i++) {
@@ -293,6 +312,7 @@ static void check_grad_case(dp_cuda_ctx *ctx, const netcase *nc, size_t n, size_
     float *P_cpu = malloc(n * (size_t)nc->k * sizeof(float)),
           *P_gpu = malloc(n * (size_t)nc->k * sizeof(float));
     OK(dp_mlp_predict(cpu, X, n, P_cpu));
+    poison_f(P_gpu, n * (size_t)nc->k);
     OK(dp_mlp_predict_cuda(gpu, X, n, P_gpu));
     double re = rel_err_f(P_gpu, P_cpu, n * (size_t)nc->k);
     CHECK(re < 1e-5, "predict: rel err %.3g", re);
@@ -368,6 +388,7 @@ static void check_batch(dp_cuda_ctx *ctx) {
             /* twice over half the batch each: accumulation across calls */
             OK(dp_mlp_batch_grad_cuda(gpu, data, idx, n / 2, &clip, NULL));
             OK(dp_mlp_batch_grad_cuda(gpu, data, idx + n / 2, n - n / 2, &clip, NULL));
+            poison_f(g_gpu, P);
             OK(dp_mlp_get_grad_cuda(gpu, g_gpu));
             double re = rel_err_f(g_gpu, g_cpu, P);
             CHECK(re < 1e-5, "batch grad streamed=%d graph=%d: rel err %.3g", streamed, graph, re);
@@ -382,6 +403,7 @@ static void check_batch(dp_cuda_ctx *ctx) {
                 size_t first = 123, m = quick ? 100 : 5000;
                 float *Pc = malloc(m * 2 * 4), *Pg = malloc(m * 2 * 4);
                 OK(dp_mlp_predict(cpu, X + first * nc.d, m, Pc));
+                poison_f(Pg, m * 2);
                 OK(dp_mlp_predict_data_cuda(gpu, data, first, m, Pg));
                 double pe = rel_err_f(Pg, Pc, m * 2);
                 CHECK(pe < 1e-5, "predict on resident data: rel err %.3g", pe);
@@ -422,13 +444,16 @@ static void check_optim(dp_cuda_ctx *ctx) {
             OK(dp_cuda_to_device(ctx, pd, p, n * 4));
             double std = noisy ? 0.8 : 0.0;
             float scale = 1.0f / 1024.0f;
+            /* momentum: the vector is a chunk at an odd noise coordinate (owner
+             * noise): element i takes noise coordinate off + i */
+            size_t off = kind == DP_OPT_MOMENTUM ? 1001 : 0;
             for (uint64_t t = 0; t < 4; t++) {
                 fill_normal(g, n, 3.0);
                 OK(dp_cuda_to_device(ctx, gd, g, n * 4));
                 /* the CPU trainer's order: noise into a zeroed buffer, add, scale */
                 if (noisy) {
                     memset(nb, 0, n * 4);
-                    OK(dp_noise_add(&key, t, 0, 0, nb, n, std));
+                    OK(dp_noise_add(&key, t, 0, off, nb, n, std));
                     for (size_t i = 0; i < n; i++)
                         g[i] += nb[i];
                 }
@@ -437,10 +462,11 @@ static void check_optim(dp_cuda_ctx *ctx) {
                 double lr = 0.05 * (double)(t + 1);
                 optim_step(&co, p, g, lr);
                 if (noisy)
-                    OK(dp_optim_noisy_step_dev_cuda(go, pd, gd, &key, t, 0, 0, std, scale, lr));
+                    OK(dp_optim_noisy_step_dev_cuda(go, pd, gd, &key, t, 0, off, std, scale, lr));
                 else
                     OK(dp_optim_step_dev_cuda(go, pd, gd, scale, lr, 1));
             }
+            poison_f(pg, n);
             OK(dp_cuda_to_host(ctx, pg, pd, n * 4));
             double re = rel_err_f(pg, p, n);
             CHECK(re < 1e-5, "optimizer %s noisy=%d: rel err %.3g", dp_optimizer_name(kind), noisy,
@@ -451,15 +477,41 @@ static void check_optim(dp_cuda_ctx *ctx) {
             for (size_t i = 0; i < n; i++)
                 nz += g[i] != 0.0f;
             CHECK(nz == 0, "optimizer left %zu nonzero gradient entries", nz);
-            /* state round trip */
+            /* the state in the CPU's layout (checkpoints move between devices):
+             * read back; then the CPU's state and parameters put into a fresh
+             * device optimizer, one more step on each side from there */
             if (kind != DP_OPT_SGD) {
                 size_t len = optim_state_len(&co);
                 float *st = malloc(len * 4);
                 uint64_t tt = 0;
+                poison_f(st, len);
                 OK(dp_optim_get_state_cuda(go, st, &tt));
                 double se = rel_err_f(st, co.state, len);
                 CHECK(se < 1e-5 && tt == co.t, "optimizer state: rel err %.3g, t %llu vs %llu", se,
                       (unsigned long long)tt, (unsigned long long)co.t);
+                dp_cuda_optim *go2 = NULL;
+                OK(dp_optim_create_cuda(ctx, (dp_optimizer_kind)kind, n, 0.9, 0.9, 0.999, 1e-8,
+                                        &go2));
+                OK(dp_optim_set_state_cuda(go2, co.state, co.t));
+                OK(dp_cuda_to_device(ctx, pd, p, n * 4));
+                fill_normal(g, n, 3.0);
+                OK(dp_cuda_to_device(ctx, gd, g, n * 4));
+                for (size_t i = 0; i < n; i++)
+                    g[i] *= scale;
+                optim_step(&co, p, g, 0.07);
+                OK(dp_optim_step_dev_cuda(go2, pd, gd, scale, 0.07, 1));
+                poison_f(pg, n);
+                OK(dp_cuda_to_host(ctx, pg, pd, n * 4));
+                poison_f(st, len);
+                OK(dp_optim_get_state_cuda(go2, st, &tt));
+                double pe = rel_err_f(pg, p, n);
+                se = rel_err_f(st, co.state, len);
+                CHECK(pe < 1e-6 && se < 1e-6 && tt == co.t,
+                      "optimizer %s resumed from the CPU's state: params rel err %.3g, state %.3g, "
+                      "t %llu vs %llu",
+                      dp_optimizer_name(kind), pe, se, (unsigned long long)tt,
+                      (unsigned long long)co.t);
+                dp_optim_destroy_cuda(go2);
                 free(st);
             }
             printf("optimizer %-8s %s: 4 steps, rel err %.2e\n", dp_optimizer_name(kind),
@@ -511,8 +563,10 @@ static void check_training(dp_cuda_ctx *ctx) {
          * float differences stay float-sized; noisy: SGD and Adam (Adam's
          * g / sqrt(v) is steep near g = 0: the noise keeps g away from it) */
         const int kinds[2][2] = {{DP_OPT_SGD, DP_OPT_MOMENTUM}, {DP_OPT_SGD, DP_OPT_ADAM}};
-        for (int ki = 0; ki < 2; ki++) {
-            const int kind = kinds[noisy][ki];
+        for (int run = 0; run < 4; run++) {
+            /* each optimizer with kernels launched one by one, then with the
+             * micro-batches padded to the Poisson capacity and replayed */
+            const int kind = kinds[noisy][run / 2], graph = run % 2;
             dp_mlp *cpu = NULL;
             OK(dp_mlp_create(&cfg, 256, &cpu));
             dp_mlp_init(cpu, 42);
@@ -524,7 +578,7 @@ static void check_training(dp_cuda_ctx *ctx) {
             OK(dp_mlp_create_cuda(ctx, &cfg, cap, &gpu));
             OK(dp_mlp_set_params_cuda(gpu, dp_mlp_params(cpu)));
             OK(dp_cuda_data_create(ctx, X, y, N, nc.d, 0, 0, &data));
-            OK(dp_mlp_use_graph_cuda(gpu, noisy)); /* both paths, once each */
+            OK(dp_mlp_use_graph_cuda(gpu, graph));
             OK(optim_init(&co, (dp_optimizer_kind)kind, P, 0.9, 0.9, 0.999, 1e-8));
             OK(dp_optim_create_cuda(ctx, (dp_optimizer_kind)kind, P, 0.9, 0.9, 0.999, 1e-8, &go));
             float *g = malloc(P * 4), *nbuf = malloc(P * 4), *pg = malloc(P * 4);
@@ -559,14 +613,16 @@ static void check_training(dp_cuda_ctx *ctx) {
                                                 dp_mlp_grad_dev_cuda(gpu), &kn, t, 0, 0, std, scale,
                                                 lr));
             }
+            poison_f(pg, P);
             OK(dp_mlp_get_params_cuda(gpu, pg));
             double re = rel_err_f(pg, dp_mlp_params(cpu), P);
-            CHECK(re < 1e-4, "training run (%s, %s, %zu steps): params rel err %.3g",
-                  dp_optimizer_name(kind), noisy ? "noisy" : "noise-free", (size_t)T, re);
+            CHECK(re < 1e-4, "training run (%s, %s, %s, %zu steps): params rel err %.3g",
+                  dp_optimizer_name(kind), noisy ? "noisy" : "noise-free",
+                  graph ? "graph" : "launches", (size_t)T, re);
             printf("training run: %zu steps of q=%.3g on N=%zu, %-4s %-10s %s: params rel err "
                    "%.2e\n",
                    (size_t)T, q, N, dp_optimizer_name(kind), noisy ? "noisy" : "noise-free",
-                   noisy ? "graph" : "launches", re);
+                   graph ? "graph" : "launches", re);
             free(g);
             free(nbuf);
             free(pg);
@@ -584,6 +640,83 @@ static void check_training(dp_cuda_ctx *ctx) {
     free(yb);
 }
 
+/* ---------------------------------------------------------------- the trainer */
+
+/* One seeded noisy run of dp_trainer on the CPU (noise pump, finish_step),
+ * then on the device (backend.c's table, trainer.c's step_dev: index list,
+ * micro-batch padded to the Poisson capacity and replayed as a CUDA graph,
+ * fused noise + 1/(qN) + optimizer) with cuda_graph 1, then 0: parameters
+ * to 1e-4, the same steps and epsilon. */
+static void check_trainer_case(const dp_dataset *ds, dp_optimizer_kind kind, uint64_t seed) {
+    dp_train_config c;
+    dp_train_config_default(&c);
+    c.n_hidden = 2;
+    c.hidden[0] = 32;
+    c.hidden[1] = 17;
+    c.seeded = 1;
+    c.seed = seed;
+    c.optimizer = kind;
+    c.lr = kind == DP_OPT_ADAM ? 0.01 : 0.5;
+    c.batch_size = 200;
+    c.noise_multiplier = 1.0;
+    c.epochs = 1;
+    c.max_steps = quick ? 5 : 0;
+    float *ref = NULL;
+    size_t P = 0;
+    uint64_t steps_ref = 0;
+    double eps_ref = 0;
+    for (int run = 0; run < 3; run++) {
+        c.device = run ? DP_DEVICE_CUDA : DP_DEVICE_CPU;
+        c.cuda_graph = run == 1;
+        const char *what = run == 0 ? "cpu" : run == 1 ? "cuda graph" : "cuda launches";
+        dp_trainer *t = NULL;
+        dp_status s = dp_trainer_create(ds, &c, &t);
+        if (s == DP_OK) s = dp_trainer_run(t, NULL, NULL);
+        double eps = NAN;
+        if (s == DP_OK) s = dp_trainer_epsilon(t, &eps);
+        dp_mlp *m = s == DP_OK ? dp_trainer_mlp(t) : NULL;
+        if (!m) {
+            CHECK(0, "trainer %s %s: %s: %s", dp_optimizer_name(kind), what, dp_status_str(s),
+                  dp_last_error());
+            dp_trainer_destroy(t);
+            break;
+        }
+        if (run == 0) {
+            P = dp_mlp_nparams(m);
+            ref = malloc(P * sizeof *ref);
+            memcpy(ref, dp_mlp_params(m), P * sizeof *ref);
+            steps_ref = dp_trainer_steps_done(t);
+            eps_ref = eps;
+        } else {
+            double re = rel_err_f(dp_mlp_params(m), ref, P);
+            uint64_t steps = dp_trainer_steps_done(t);
+            CHECK(re < 1e-4 && steps == steps_ref && eps == eps_ref,
+                  "trainer %s %s vs cpu: params rel err %.3g, steps %llu vs %llu, epsilon %g vs %g",
+                  dp_optimizer_name(kind), what, re, (unsigned long long)steps,
+                  (unsigned long long)steps_ref, eps, eps_ref);
+            printf("trainer (dp_trainer, noisy %-4s, %llu steps): %-13s vs cpu: params rel err "
+                   "%.2e\n",
+                   dp_optimizer_name(kind), (unsigned long long)steps, what, re);
+        }
+        dp_trainer_destroy(t);
+    }
+    free(ref);
+}
+
+static void check_trainer(void) {
+    char *dir = fx_dataset(quick ? 1000 : 6000, 10, tu_next(&rng), NULL, NULL);
+    dp_dataset *ds = NULL;
+    dp_status s = dp_dataset_open(dir, "train", 0, SIZE_MAX, &ds);
+    CHECK(s == DP_OK, "trainer: dataset: %s", dp_last_error());
+    if (s == DP_OK) {
+        check_trainer_case(ds, DP_OPT_SGD, tu_next(&rng));
+        check_trainer_case(ds, DP_OPT_ADAM, tu_next(&rng));
+    }
+    dp_dataset_close(ds);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* ---------------------------------------------------------------- NCCL */
 
 static void check_nccl(dp_cuda_ctx *ctx) {
@@ -595,8 +728,9 @@ static void check_nccl(dp_cuda_ctx *ctx) {
         return;
     }
     OK(s);
-    int R = 1;
+    int R = 1, rank = 0;
     MPI_Comm_size(world, &R);
+    MPI_Comm_rank(world, &rank);
     size_t n = 1000;
     float *h = malloc(n * R * 4), *o = malloc(n * R * 4);
     fill_normal(h, n * R, 1.0);
@@ -609,10 +743,27 @@ static void check_nccl(dp_cuda_ctx *ctx) {
     /* with one rank the sum is the input; with R ranks of different data the
      * check would need the others' inputs, so only R = 1 is checked exactly */
     if (R == 1) CHECK(rel_err_f(o, h, n) == 0.0, "nccl allreduce on one rank changed the data");
+    /* separate buffers, then the in-place forms the trainer's owner noise
+     * uses (backend.c): reduce-scatter into chunk `rank` of the send buffer,
+     * allgather from it. On one rank each is the identity. */
+    OK(dp_cuda_to_device(ctx, d, h, n * R * 4));
     OK(dp_nccl_reduce_scatter_cuda(c, d, e, n));
+    poison_f(o, n);
+    OK(dp_cuda_to_host(ctx, o, e, n * 4));
+    if (R == 1) CHECK(rel_err_f(o, h, n) == 0.0, "nccl reduce-scatter on one rank changed the data");
     OK(dp_nccl_allgather_cuda(c, e, d, n));
-    OK(dp_cuda_ctx_sync(ctx));
-    printf("nccl: %d rank(s): allreduce, reduce-scatter, allgather ran\n", R);
+    poison_f(o, n * R);
+    OK(dp_cuda_to_host(ctx, o, d, n * R * 4));
+    if (R == 1) CHECK(rel_err_f(o, h, n) == 0.0, "nccl allgather on one rank changed the data");
+    OK(dp_cuda_to_device(ctx, d, h, n * R * 4));
+    OK(dp_nccl_reduce_scatter_cuda(c, d, d + (size_t)rank * n, n));
+    OK(dp_nccl_allgather_cuda(c, d + (size_t)rank * n, d, n));
+    poison_f(o, n * R);
+    OK(dp_cuda_to_host(ctx, o, d, n * R * 4));
+    if (R == 1)
+        CHECK(rel_err_f(o, h, n) == 0.0, "nccl in-place reduce-scatter + allgather changed the data");
+    printf("nccl: %d rank(s): allreduce, reduce-scatter, allgather (separate and in place) ran\n",
+           R);
     dp_cuda_free(ctx, d);
     dp_cuda_free(ctx, e);
     free(h);
@@ -660,6 +811,7 @@ int main(int argc, char **argv) {
     check_batch(ctx);
     check_optim(ctx);
     check_training(ctx);
+    check_trainer();
     if (nccl) {
         MPI_Init(&argc, &argv);
         check_nccl(ctx);
