@@ -8,8 +8,9 @@
  * dp_mlp_clipped_grad (relative error < 1e-5), prediction with
  * dp_mlp_predict, the optimizers with optim.c, a whole training run with
  * the CPU's step to 1e-4, and the trainer itself (dp_trainer, device cuda,
- * graph replay and launches) against the same run on the CPU. Outputs are
- * poisoned with NaN before each run, so a kernel that writes nothing fails.
+ * graph replay and launches) against the same run on the CPU. Host output
+ * arrays are poisoned with NaN before each call, so a call that fills
+ * nothing, or only part, cannot pass on what an earlier check left there.
  * Exit 0: all passed; 1: a check failed; 77: no CUDA device (skip), with
  * the reason on stderr.
  *
@@ -710,7 +711,8 @@ static void check_trainer(void) {
     CHECK(s == DP_OK, "trainer: dataset: %s", dp_last_error());
     if (s == DP_OK) {
         check_trainer_case(ds, DP_OPT_SGD, tu_next(&rng));
-        check_trainer_case(ds, DP_OPT_ADAM, tu_next(&rng));
+        /* (under compute-sanitizer each device run's context start is slow) */
+        if (!quick) check_trainer_case(ds, DP_OPT_ADAM, tu_next(&rng));
     }
     dp_dataset_close(ds);
     tu_rmrf(dir);
