@@ -163,6 +163,18 @@ static void check_noise(dp_cuda_ctx *ctx) {
            n, maxd, 100.0 * (double)same / (double)n, mean, var);
     if (!quick)
         CHECK(fabs(mean) < 0.02 && fabs(var - 1.0) < 0.02, "noise moments %g %g", mean, var);
+    /* coordinates across ChaCha20 block 2^32: the counter's carry into word 13 */
+    {
+        const size_t far = ((size_t)1 << 33) - 501, nf = 1001;
+        OK(dp_noise_draw_f64(&key, step, stream, far, ref, nf));
+        poison_d(got, nf);
+        OK(dp_noise_draw_f64_cuda(ctx, &key, step, stream, far, got, nf));
+        double fd = 0;
+        for (size_t i = 0; i < nf; i++)
+            if (!(fabs(got[i] - ref[i]) <= fd)) fd = fabs(got[i] - ref[i]);
+        CHECK(fd <= 1e-13, "noise f64 at coordinates [2^33 - 501, +1001): max |gpu - cpu| = %.3g",
+              fd);
+    }
 
     /* float add path: out += std z */
     float *base = malloc(n * sizeof *base), *cpu = malloc(n * sizeof *cpu),
