@@ -54,6 +54,8 @@ void cli_print_help(FILE *f, const cli_cmd *cmd);
  * error naming the option and the allowed range is printed and -1 returned. */
 int cli_parse_long(const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* A probability strictly between 0 and 1 (a decision threshold). */
+int cli_parse_probability(const char *opt, const char *s, double *out);
 /* A comma-separated list of up to `max` doubles / longs. */
 int cli_parse_doubles(const char *opt, const char *s, double *out, int max, int *n);
 int cli_parse_longs(const char *opt, const char *s, long long lo, long long hi, long long *out,

@@ -136,11 +136,7 @@ int cmd_eval(int argc, char **argv) {
             device = optarg;
             break;
         case O_THRESHOLD:
-            if (cli_parse_double("threshold", optarg, 0, 1, &threshold)) return CLI_BAD_INPUT;
-            if (threshold <= 0 || threshold >= 1)
-                return cli_usage_error("--threshold expects a probability strictly between 0 "
-                                       "and 1, got '%s'",
-                                       optarg);
+            if (cli_parse_probability("threshold", optarg, &threshold)) return CLI_BAD_INPUT;
             break;
         default:
             return cli_usage_error("unexpected option");

@@ -91,6 +91,17 @@ int cli_parse_double(const char *opt, const char *s, double lo, double hi, doubl
     return 0;
 }
 
+int cli_parse_probability(const char *opt, const char *s, double *out) {
+    double v;
+    if (cli_parse_double(opt, s, 0, 1, &v)) return -1;
+    if (v <= 0 || v >= 1) {
+        cli_usage_error("--%s expects a probability strictly between 0 and 1, got '%s'", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int cli_parse_doubles(const char *opt, const char *s, double *out, int max, int *n) {
     char buf[512];
     snprintf(buf, sizeof buf, "%s", s);
