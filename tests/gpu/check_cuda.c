@@ -6,7 +6,10 @@
  * the semantics: the ChaCha20 keystream with libsodium's, the noise with
  * dp_noise_draw_f64 / dp_noise_add, every gradient kernel through
  * dp_mlp_clipped_grad (relative error < 1e-5), prediction with
- * dp_mlp_predict, the optimizers with optim.c, a whole training run with
+ * dp_mlp_predict, the batch path (device gather, streamed rows, graph
+ * replay) also for its statistics, for clip settings and class weights that
+ * change between replays, and for one mlp over a sequence of datasets
+ * (stale graphs), the optimizers with optim.c, a whole training run with
  * the CPU's step to 1e-4, and the trainer itself (dp_trainer, device cuda,
  * graph replay and launches) against the same run on the CPU. Host output
  * arrays are poisoned with NaN before each call, so a call that fills
@@ -356,13 +359,122 @@ static void check_grads(dp_cuda_ctx *ctx) {
 
 /* ---------------------------------------------------------------- batch path */
 
+/* Rows idx[0..n) (global row numbers; X [N, d], y [N] hold rows from row0
+ * on) into Xb [n, d], yb [n]: the host side of the device gather. */
+static void gather_rows(const float *X, const int32_t *y, size_t d, size_t row0, const size_t *idx,
+                        size_t n, float *Xb, int32_t *yb) {
+    for (size_t i = 0; i < n; i++) {
+        memcpy(Xb + i * d, X + (idx[i] - row0) * d, d * sizeof(float));
+        yb[i] = y[idx[i] - row0];
+    }
+}
+
+/* The reference for dp_mlp_batch_grad_cuda: the CPU's clipped sum g [P]
+ * (overwritten) and statistics *st (overwritten) of rows idx[0..n). */
+static dp_status batch_ref(dp_mlp *cpu, const float *X, const int32_t *y, size_t d, size_t row0,
+                           const size_t *idx, size_t n, const dp_clip_config *clip, const float *cw,
+                           float *g, dp_grad_stats *st) {
+    float *Xb = malloc((n ? n : 1) * d * sizeof *Xb);
+    int32_t *yb = malloc((n ? n : 1) * sizeof *yb);
+    gather_rows(X, y, d, row0, idx, n, Xb, yb);
+    memset(g, 0, dp_mlp_nparams(cpu) * sizeof *g);
+    memset(st, 0, sizeof *st);
+    dp_status s = dp_mlp_clipped_grad(cpu, Xb, yb, n, clip, cw, g, st);
+    free(Xb);
+    free(yb);
+    return s;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Clip bounds near the middle of the per-example gradient norms of rows
+ * X [n, d], y [n] (their first 64 finite rows, each gradient materialised
+ * by the CPU), so that a bound clips some examples and not others: the
+ * median norm of the whole gradient (*flat) and of each layer's part
+ * (layer[l], W_l and b_l). */
+static void median_bounds(dp_mlp *cpu, const float *X, const int32_t *y, size_t n, double *flat,
+                          double layer[DP_MLP_MAX_LAYERS]) {
+    const size_t d = dp_mlp_get_config(cpu)->n_in, P = dp_mlp_nparams(cpu);
+    const int L = dp_mlp_nlayers(cpu);
+    enum { NM = 64 };
+    double nrm[DP_MLP_MAX_LAYERS + 1][NM];
+    float *g = malloc(P * sizeof *g);
+    dp_clip_config none;
+    memset(&none, 0, sizeof none);
+    none.mode = DP_CLIP_NONE;
+    size_t cnt = 0;
+    for (size_t i = 0; i < n && cnt < NM; i++) {
+        int finite = 1;
+        for (size_t j = 0; j < d; j++)
+            finite &= isfinite(X[i * d + j]) != 0;
+        if (!finite) continue;
+        memset(g, 0, P * sizeof *g);
+        if (dp_mlp_clipped_grad(cpu, X + i * d, y + i, 1, &none, NULL, g, NULL) != DP_OK) break;
+        double tot = 0;
+        for (int l = 0; l < L; l++) {
+            size_t w_off, b_off, n_out, n_in;
+            dp_mlp_layer(cpu, l, &w_off, &b_off, &n_out, &n_in);
+            double sq = 0;
+            for (size_t j = w_off; j < b_off + n_out; j++)
+                sq += (double)g[j] * g[j];
+            nrm[l][cnt] = sqrt(sq);
+            tot += sq;
+        }
+        nrm[DP_MLP_MAX_LAYERS][cnt++] = sqrt(tot);
+    }
+    free(g);
+    for (int l = 0; l <= DP_MLP_MAX_LAYERS; l++) {
+        double med = 1.0;
+        if (cnt && (l < L || l == DP_MLP_MAX_LAYERS)) {
+            qsort(nrm[l], cnt, sizeof(double), cmp_double);
+            med = nrm[l][cnt / 2];
+        }
+        if (l == DP_MLP_MAX_LAYERS)
+            *flat = med;
+        else
+            layer[l] = med;
+    }
+}
+
+/* The device gradient accumulator and the statistics gathered since the
+ * last dp_mlp_stats_cuda against the CPU's for the same rows: gradient and
+ * loss sum to 1e-5 relative, non-finite rows exactly, clipped rows to one
+ * (a norm within float rounding of its bound may fall either way). Padding
+ * rows of a graph replay that reached the statistics would show in the loss
+ * sum (each adds about w_0 log k). g_buf [P] is scratch. */
+static void expect_batch(dp_cuda_mlp *gpu, const float *g_ref, const dp_grad_stats *st_ref,
+                         size_t P, float *g_buf, const char *what) {
+    dp_grad_stats sg;
+    memset(&sg, 0, sizeof sg);
+    poison_f(g_buf, P);
+    OK(dp_mlp_get_grad_cuda(gpu, g_buf));
+    OK(dp_mlp_stats_cuda(gpu, &sg, NULL));
+    double re = rel_err_f(g_buf, g_ref, P);
+    double lre = fabs(sg.loss_sum - st_ref->loss_sum) / (fabs(st_ref->loss_sum) + 1e-30);
+    long dcl = (long)sg.n_clipped - (long)st_ref->n_clipped;
+    CHECK(re < 1e-5, "%s: grad rel err %.3g", what, re);
+    CHECK(lre < 1e-5, "%s: stats loss sum: gpu %.9g, cpu %.9g", what, sg.loss_sum,
+          st_ref->loss_sum);
+    CHECK(sg.n_nonfinite == st_ref->n_nonfinite, "%s: stats non-finite rows: gpu %zu, cpu %zu",
+          what, sg.n_nonfinite, st_ref->n_nonfinite);
+    CHECK(labs(dcl) <= 1, "%s: stats clipped rows: gpu %zu, cpu %zu", what, sg.n_clipped,
+          st_ref->n_clipped);
+    printf("%s: rel err %.2e, loss sum rel err %.1e, clipped %zu/%zu, non-finite %zu/%zu\n", what,
+           re, lre, sg.n_clipped, st_ref->n_clipped, sg.n_nonfinite, st_ref->n_nonfinite);
+}
+
 /* dp_mlp_batch_grad_cuda (device gather from resident data, or streamed
  * rows; exact launches or graph replay) vs the CPU on the gathered rows. */
 static void check_batch(dp_cuda_ctx *ctx) {
     netcase nc = {40, 2, {64, 64, 0}, 2, DP_ACT_RELU};
     dp_mlp_config cfg;
     make_cfg(&nc, &cfg);
-    size_t N = quick ? 500 : 20000, row0 = 1000, max_micro = quick ? 64 : 512;
+    /* --quick: ~35 rows in micro-batches of 16, so that memcheck sees
+     * several per call (pinned slot reuse, streamed staging buffers) */
+    size_t N = quick ? 500 : 20000, row0 = 1000, max_micro = quick ? 16 : 512;
     float *X = malloc(N * nc.d * sizeof *X);
     int32_t *y = malloc(N * sizeof *y);
     fill_normal(X, N * nc.d, 1.0);
@@ -378,10 +490,7 @@ static void check_batch(dp_cuda_ctx *ctx) {
     int32_t *yb = malloc(N * sizeof *yb);
     for (size_t i = 0; i < N; i++)
         if (tu_uniform(&rng) < 0.07) idx[n++] = row0 + i; /* ~1400 rows: 3 micro-batches */
-    for (size_t i = 0; i < n; i++) {
-        memcpy(Xb + i * nc.d, X + (idx[i] - row0) * nc.d, nc.d * sizeof(float));
-        yb[i] = y[idx[i] - row0];
-    }
+    gather_rows(X, y, nc.d, row0, idx, n, Xb, yb);
     dp_clip_config clip;
     memset(&clip, 0, sizeof clip);
     clip.mode = DP_CLIP_FLAT;
@@ -435,6 +544,225 @@ static void check_batch(dp_cuda_ctx *ctx) {
     free(yb);
     free(g_cpu);
     free(g_gpu);
+}
+
+/* The batch path over calls that change the clip mode, its bounds and the
+ * class weights, on data with non-finite rows: one dp_cuda_mlp for each of
+ * resident / streamed data and launches / graph replay, five micro-batches
+ * per call (the last one partial: padded in graph mode; more than the two
+ * pinned slots, so they are reused). In graph mode all micro-batches after
+ * the first call's first are replays of one captured graph, which must read
+ * each call's clip setting and class weights from device memory. After
+ * each call the gradient and the device statistics against the CPU's on the
+ * same rows; then two calls back to back with different settings, without a
+ * read between, against the sum of the two references. */
+static void check_batch_settings(dp_cuda_ctx *ctx) {
+    netcase nc = {29, 2, {48, 33, 0}, 3, DP_ACT_TANH};
+    dp_mlp_config cfg;
+    make_cfg(&nc, &cfg);
+    const size_t d = nc.d, N = quick ? 300 : 8000, row0 = 777, M = quick ? 16 : 512;
+    const size_t n = 4 * M + (quick ? 5 : 77);
+    float *X = malloc(N * d * sizeof *X);
+    int32_t *y = malloc(N * sizeof *y);
+    size_t *idx = malloc(n * sizeof *idx);
+    fill_normal(X, N * d, 1.5);
+    for (size_t i = 0; i < N; i++)
+        y[i] = (int32_t)rand_below((size_t)nc.k);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = row0 + rand_below(N); /* any order, repeats allowed */
+    /* a NaN, a +Inf and a -Inf row, in the first micro-batch, a middle one
+     * and the last (partial) one */
+    const size_t at[3] = {1, 2 * M + 3, n - 2};
+    for (int b = 0; b < 3; b++)
+        X[(idx[at[b]] - row0) * d + rand_below(d)] = b == 0 ? NAN : b == 1 ? INFINITY : -INFINITY;
+    size_t n_bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *row = X + (idx[i] - row0) * d;
+        int finite = 1;
+        for (size_t j = 0; j < d; j++)
+            finite &= isfinite(row[j]) != 0;
+        n_bad += !finite;
+    }
+    dp_mlp *cpu = NULL;
+    OK(dp_mlp_create(&cfg, 256, &cpu));
+    dp_mlp_init(cpu, tu_next(&rng));
+    const size_t P = dp_mlp_nparams(cpu);
+    /* settings in call order: each differs from the one before in mode or
+     * bound and in the class weights (none -> cw1 -> cw2 -> cw1) */
+    enum { NS = 4 };
+    float cw1[3], cw2[3];
+    for (int c = 0; c < 3; c++) {
+        cw1[c] = (float)(0.5 + tu_uniform(&rng));
+        cw2[c] = (float)(0.5 + tu_uniform(&rng));
+    }
+    const float *cws[NS] = {NULL, cw1, cw2, cw1};
+    dp_clip_config clips[NS];
+    memset(clips, 0, sizeof clips);
+    double c_flat, c_layer[DP_MLP_MAX_LAYERS];
+    median_bounds(cpu, X, y, N, &c_flat, c_layer);
+    clips[0].mode = DP_CLIP_FLAT;
+    clips[0].max_grad_norm = c_flat;
+    clips[1].mode = DP_CLIP_PER_LAYER;
+    for (int l = 0; l < DP_MLP_MAX_LAYERS; l++)
+        clips[1].layer_norms[l] = c_layer[l];
+    clips[2].mode = DP_CLIP_NONE;
+    clips[3].mode = DP_CLIP_FLAT;
+    clips[3].max_grad_norm = 0.8 * clips[0].max_grad_norm;
+    float *g_ref = malloc((NS + 1) * P * sizeof *g_ref), *g_gpu = malloc(P * sizeof *g_gpu);
+    dp_grad_stats st_ref[NS + 1];
+    for (int s = 0; s < NS; s++)
+        OK(batch_ref(cpu, X, y, d, row0, idx, n, &clips[s], cws[s], g_ref + (size_t)s * P,
+                     &st_ref[s]));
+    /* [NS]: settings 1 then 2, accumulated */
+    float *g_sum = g_ref + (size_t)NS * P;
+    for (size_t j = 0; j < P; j++)
+        g_sum[j] = g_ref[P + j] + g_ref[2 * P + j];
+    st_ref[NS] = st_ref[1];
+    st_ref[NS].loss_sum += st_ref[2].loss_sum;
+    st_ref[NS].n_clipped += st_ref[2].n_clipped;
+    st_ref[NS].n_nonfinite += st_ref[2].n_nonfinite;
+    /* the setup itself: the reference does see the non-finite rows */
+    CHECK(st_ref[0].n_nonfinite == n_bad && n_bad >= 1,
+          "batch settings: reference counts %zu non-finite rows, expected %zu",
+          st_ref[0].n_nonfinite, n_bad);
+    for (int run = 0; run < 4; run++) {
+        const int streamed = run / 2, graph = run % 2;
+        dp_cuda_mlp *gpu = NULL;
+        dp_cuda_data *data = NULL;
+        char what[160];
+        OK(dp_mlp_create_cuda(ctx, &cfg, M, &gpu));
+        OK(dp_mlp_set_params_cuda(gpu, dp_mlp_params(cpu)));
+        OK(dp_cuda_data_create(ctx, X, y, N, d, row0, streamed ? 1 : 0, &data));
+        CHECK(dp_cuda_data_resident(data) == !streamed, "resident flag");
+        OK(dp_mlp_use_graph_cuda(gpu, graph));
+        OK(dp_mlp_stats_cuda(gpu, NULL, NULL)); /* statistics from zero */
+        for (int s = 0; s < NS; s++) {
+            OK(dp_mlp_zero_grad_cuda(gpu));
+            OK(dp_mlp_batch_grad_cuda(gpu, data, idx, n, &clips[s], cws[s]));
+            const char *cwn = cws[s] == cw1 ? "1" : cws[s] == cw2 ? "2" : "-";
+            snprintf(what, sizeof what, "batch %s %-8s n=%zu micro=%zu call %d clip=%-9s cw=%s",
+                     graph ? "graph" : "launch", streamed ? "streamed" : "resident", n, M, s,
+                     mode_name(clips[s].mode), cwn);
+            expect_batch(gpu, g_ref + (size_t)s * P, &st_ref[s], P, g_gpu, what);
+        }
+        OK(dp_mlp_zero_grad_cuda(gpu));
+        OK(dp_mlp_batch_grad_cuda(gpu, data, idx, n, &clips[1], cws[1]));
+        OK(dp_mlp_batch_grad_cuda(gpu, data, idx, n, &clips[2], cws[2]));
+        snprintf(what, sizeof what, "batch %s %-8s calls 1 and 2 back to back",
+                 graph ? "graph" : "launch", streamed ? "streamed" : "resident");
+        expect_batch(gpu, g_sum, &st_ref[NS], P, g_gpu, what);
+        dp_cuda_data_destroy(data);
+        dp_mlp_destroy_cuda(gpu);
+    }
+    dp_mlp_destroy(cpu);
+    free(X);
+    free(y);
+    free(idx);
+    free(g_ref);
+    free(g_gpu);
+}
+
+/* One dp_cuda_mlp in graph mode over a sequence of datasets, each call
+ * against the CPU on that dataset's rows (gradient and statistics):
+ *   A  resident, rows from 0
+ *   B  resident, A destroyed first: other arrays of A's size, rows from 37
+ *      (cudaMalloc and malloc may hand back A's addresses: a graph kept by
+ *      the handle or by the device pointers alone would gather B's arrays
+ *      with A's first row, or A's freed arrays)
+ *   C  resident beside B, rows from 37 too (other pointers, same first row)
+ *   S  streamed, rows from 1234;  then B and S again.
+ * Row numbers are drawn below first + N - 64, so a stale first row of 0
+ * instead of 37 still reads rows inside the arrays (wrong ones, not a
+ * crash). Then dp_mlp_predict_data_cuda on S (streamed: the host rows) and
+ * on B against dp_mlp_predict, over several micro-batches and up to the
+ * last row, and a range past the end refused. */
+static void check_batch_switch(dp_cuda_ctx *ctx) {
+    netcase nc = {29, 1, {40, 0, 0}, 2, DP_ACT_RELU};
+    dp_mlp_config cfg;
+    make_cfg(&nc, &cfg);
+    const size_t d = nc.d, N = quick ? 200 : 3000, M = quick ? 16 : 256, n = 2 * M + 9;
+    enum { A, B, C, S, ND };
+    const size_t base[ND] = {0, 37, 37, 1234};
+    const char *name = "ABCS";
+    float *X[ND];
+    int32_t *y[ND];
+    for (int k = 0; k < ND; k++) {
+        X[k] = malloc(N * d * sizeof(float));
+        y[k] = malloc(N * sizeof(int32_t));
+        fill_normal(X[k], N * d, 1.0);
+        for (size_t i = 0; i < N; i++)
+            y[k][i] = (int32_t)rand_below(2);
+    }
+    dp_mlp *cpu = NULL;
+    OK(dp_mlp_create(&cfg, 256, &cpu));
+    dp_mlp_init(cpu, tu_next(&rng));
+    const size_t P = dp_mlp_nparams(cpu);
+    float *g_ref = malloc(P * sizeof *g_ref), *g_gpu = malloc(P * sizeof *g_gpu);
+    size_t *idx = malloc(n * sizeof *idx);
+    dp_clip_config clip;
+    memset(&clip, 0, sizeof clip);
+    clip.mode = DP_CLIP_FLAT;
+    median_bounds(cpu, X[A], y[A], N, &clip.max_grad_norm, clip.layer_norms);
+    dp_cuda_mlp *gpu = NULL;
+    dp_cuda_data *data[ND] = {NULL, NULL, NULL, NULL};
+    OK(dp_mlp_create_cuda(ctx, &cfg, M, &gpu));
+    OK(dp_mlp_set_params_cuda(gpu, dp_mlp_params(cpu)));
+    OK(dp_mlp_use_graph_cuda(gpu, 1));
+    OK(dp_mlp_stats_cuda(gpu, NULL, NULL));
+    OK(dp_cuda_data_create(ctx, X[A], y[A], N, d, base[A], 0, &data[A]));
+    const int seq[] = {A, B, C, S, B, S};
+    for (size_t t = 0; t < sizeof seq / sizeof *seq; t++) {
+        const int k = seq[t];
+        if (k == B && !data[B]) {
+            dp_cuda_data_destroy(data[A]);
+            data[A] = NULL;
+            OK(dp_cuda_data_create(ctx, X[B], y[B], N, d, base[B], 0, &data[B]));
+        } else if (!data[k]) {
+            OK(dp_cuda_data_create(ctx, X[k], y[k], N, d, base[k], k == S ? 1 : 0, &data[k]));
+        }
+        CHECK(dp_cuda_data_resident(data[k]) == (k != S), "resident flag of %c", name[k]);
+        for (size_t i = 0; i < n; i++)
+            idx[i] = base[k] + rand_below(N - 64);
+        dp_grad_stats st;
+        OK(batch_ref(cpu, X[k], y[k], d, base[k], idx, n, &clip, NULL, g_ref, &st));
+        OK(dp_mlp_zero_grad_cuda(gpu));
+        OK(dp_mlp_batch_grad_cuda(gpu, data[k], idx, n, &clip, NULL));
+        char what[160];
+        snprintf(what, sizeof what, "batch graph, one mlp, call %zu on %c (%s, rows from %zu)", t,
+                 name[k], k == S ? "streamed" : "resident", base[k]);
+        expect_batch(gpu, g_ref, &st, P, g_gpu, what);
+    }
+    /* predictions of the last m rows of S and of rows [11, 11 + m) of B */
+    const size_t m = 2 * M + 3;
+    float *Pc = malloc(m * 2 * sizeof *Pc), *Pg = malloc(m * 2 * sizeof *Pg);
+    const int pk[2] = {S, B};
+    const size_t first[2] = {N - m, 11};
+    for (int p = 0; p < 2; p++) {
+        const int k = pk[p];
+        OK(dp_mlp_predict(cpu, X[k] + first[p] * d, m, Pc));
+        poison_f(Pg, m * 2);
+        OK(dp_mlp_predict_data_cuda(gpu, data[k], first[p], m, Pg));
+        double pe = rel_err_f(Pg, Pc, m * 2);
+        CHECK(pe < 1e-5, "predict on %s data rows [%zu, %zu): rel err %.3g",
+              k == S ? "streamed" : "resident", first[p], first[p] + m, pe);
+        printf("predict on %s data rows [%zu, %zu) of %zu, micro=%zu: rel err %.2e\n",
+               k == S ? "streamed" : "resident", first[p], first[p] + m, N, M, pe);
+    }
+    dp_status s = dp_mlp_predict_data_cuda(gpu, data[S], N - 3, 4, Pg);
+    CHECK(s == DP_E_RANGE, "predict past the end of streamed data: status %d (%s)", (int)s,
+          dp_last_error());
+    free(Pc);
+    free(Pg);
+    for (int k = 0; k < ND; k++) {
+        dp_cuda_data_destroy(data[k]);
+        free(X[k]);
+        free(y[k]);
+    }
+    dp_mlp_destroy_cuda(gpu);
+    dp_mlp_destroy(cpu);
+    free(g_ref);
+    free(g_gpu);
+    free(idx);
 }
 
 /* ---------------------------------------------------------------- optimizers */
@@ -605,10 +933,7 @@ static void check_training(dp_cuda_ctx *ctx) {
             for (uint64_t t = 0; t < T; t++) {
                 size_t count = 0;
                 OK(dp_poisson_sample(&ks, t, N, q, 0, N, idx, cap, &count));
-                for (size_t i = 0; i < count; i++) {
-                    memcpy(Xb + i * nc.d, X + idx[i] * nc.d, nc.d * 4);
-                    yb[i] = y[idx[i]];
-                }
+                gather_rows(X, y, nc.d, 0, idx, count, Xb, yb);
                 memset(g, 0, P * 4);
                 OK(dp_mlp_clipped_grad(cpu, Xb, yb, count, &clip, NULL, g, NULL));
                 if (noisy) {
@@ -764,7 +1089,8 @@ static void check_nccl(dp_cuda_ctx *ctx) {
     OK(dp_nccl_reduce_scatter_cuda(c, d, e, n));
     poison_f(o, n);
     OK(dp_cuda_to_host(ctx, o, e, n * 4));
-    if (R == 1) CHECK(rel_err_f(o, h, n) == 0.0, "nccl reduce-scatter on one rank changed the data");
+    if (R == 1)
+        CHECK(rel_err_f(o, h, n) == 0.0, "nccl reduce-scatter on one rank changed the data");
     OK(dp_nccl_allgather_cuda(c, e, d, n));
     poison_f(o, n * R);
     OK(dp_cuda_to_host(ctx, o, d, n * R * 4));
@@ -775,7 +1101,8 @@ static void check_nccl(dp_cuda_ctx *ctx) {
     poison_f(o, n * R);
     OK(dp_cuda_to_host(ctx, o, d, n * R * 4));
     if (R == 1)
-        CHECK(rel_err_f(o, h, n) == 0.0, "nccl in-place reduce-scatter + allgather changed the data");
+        CHECK(rel_err_f(o, h, n) == 0.0,
+              "nccl in-place reduce-scatter + allgather changed the data");
     printf("nccl: %d rank(s): allreduce, reduce-scatter, allgather (separate and in place) ran\n",
            R);
     dp_cuda_free(ctx, d);
@@ -823,6 +1150,8 @@ int main(int argc, char **argv) {
     check_noise(ctx);
     check_grads(ctx);
     check_batch(ctx);
+    check_batch_settings(ctx);
+    check_batch_switch(ctx);
     check_optim(ctx);
     check_training(ctx);
     check_trainer();
