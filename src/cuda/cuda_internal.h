@@ -24,6 +24,7 @@ struct dp_cuda_data {
     dp_cuda_ctx *ctx;
     size_t n, d, row_begin;
     int resident;
+    int32_t y_min, y_max; /* the labels' range (checked against a network's classes) */
     /* resident: device copies; streamed: the caller's host arrays */
     float *X_dev;
     int32_t *y_dev;

@@ -197,6 +197,14 @@ extern "C" dp_status dp_cuda_data_create(dp_cuda_ctx *c, const float *X, const i
     dd->row_begin = row_begin;
     dd->X_host = X;
     dd->y_host = y;
+    /* the labels' range, once: the batch path indexes class weights and
+     * logits by label on the device, where nothing can check it */
+    dd->y_min = n ? y[0] : 0;
+    dd->y_max = n ? y[0] : 0;
+    for (size_t i = 1; i < n; i++) {
+        if (y[i] < dd->y_min) dd->y_min = y[i];
+        if (y[i] > dd->y_max) dd->y_max = y[i];
+    }
     dd->resident = need <= budget_bytes;
     if (dd->resident) {
         dp_status s = dp_cuda_alloc(c, n * d * sizeof(float), (void **)&dd->X_dev);

@@ -771,6 +771,9 @@ extern "C" dp_status dp_mlp_batch_grad_cuda(dp_cuda_mlp *m, const dp_cuda_data *
     if (!data || data->d != m->cfg.n_in)
         return dp_error(DP_E_USAGE, "cuda: batch: expected data with %zu columns, found %zu",
                         m->cfg.n_in, data ? data->d : 0);
+    if (data->n && (data->y_min < 0 || (size_t)data->y_max >= m->k))
+        return dp_error(DP_E_RANGE, "cuda: batch: labels in [%d, %d], expected [0, %zu)",
+                        (int)data->y_min, (int)data->y_max, m->k);
     if (n == 0) return DP_OK;
     for (size_t i = 0; i < n; i++)
         if (idx[i] < data->row_begin || idx[i] - data->row_begin >= data->n)

@@ -520,6 +520,20 @@ static void check_batch(dp_cuda_ctx *ctx) {
             size_t badidx = row0 + N;
             dp_status s = dp_mlp_batch_grad_cuda(gpu, data, &badidx, 1, &clip, NULL);
             CHECK(s == DP_E_RANGE, "out-of-range index: status %d (%s)", (int)s, dp_last_error());
+            /* a label outside [0, k) in the data is refused, not used as an
+             * index into the class weights and logits on the device */
+            if (!graph) {
+                int32_t keep = y[N / 2];
+                dp_cuda_data *bad = NULL;
+                y[N / 2] = 2; /* the network has 2 classes */
+                OK(dp_cuda_data_create(ctx, X, y, N, nc.d, row0, streamed ? 1 : 0, &bad));
+                size_t one = row0;
+                s = dp_mlp_batch_grad_cuda(gpu, bad, &one, 1, &clip, NULL);
+                CHECK(s == DP_E_RANGE, "label 2 of 2 classes: status %d (%s)", (int)s,
+                      dp_last_error());
+                dp_cuda_data_destroy(bad);
+                y[N / 2] = keep;
+            }
             if (!streamed && !graph) {
                 /* eval on resident rows */
                 size_t first = 123, m = quick ? 100 : 5000;
