@@ -549,10 +549,8 @@ void csv_locate(const char *rec, size_t off, uint64_t line, uint64_t *out_line, 
     *out_col = off - bol + 1;
 }
 
-dp_status csv_fatal_error(const char *name, const char *rec, uint64_t line, const csv_rec *r,
-                          const dp_csv_options *o) {
-    uint64_t l, c;
-    csv_locate(rec, r->fatal_off, line, &l, &c);
+static dp_status fatal_message(const char *name, uint64_t l, uint64_t c, const csv_rec *r,
+                               const dp_csv_options *o) {
     switch (r->fatal) {
     case CSV_E_NUL:
         return dp_error(DP_E_FORMAT,
@@ -578,7 +576,39 @@ dp_status csv_fatal_error(const char *name, const char *rec, uint64_t line, cons
         break;
     }
     return dp_error(DP_E_INTERNAL, "%s:%llu: csv_fatal_error without an error", name,
-                    (unsigned long long)line);
+                    (unsigned long long)l);
+}
+
+dp_status csv_fatal_error(const char *name, const char *rec, uint64_t line, const csv_rec *r,
+                          const dp_csv_options *o) {
+    uint64_t l, c;
+    csv_locate(rec, r->fatal_off, line, &l, &c);
+    return fatal_message(name, l, c, r, o);
+}
+
+dp_status csv_fatal_error_in(const dp_source *src, const char *rec, uint64_t line, const csv_rec *r,
+                             const dp_csv_options *o) {
+    uint64_t l, c, local;
+    const char *name;
+    csv_locate(rec, r->fatal_off, line, &l, &c);
+    dp_source_locate(src, l, &name, &local);
+    return fatal_message(name, local, c, r, o);
+}
+
+dp_status csv_error_relocate(const dp_source *src, dp_status st) {
+    if (st == DP_OK || !src || dp_source_parts(src) < 2) return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", dp_last_error());
+    const char *name = dp_source_name(src), *p;
+    size_t n = strlen(name);
+    if (strncmp(msg, name, n) != 0 || msg[n] != ':') return st;
+    uint64_t line = 0;
+    for (p = msg + n + 1; *p >= '0' && *p <= '9' && line < UINT64_MAX / 16; p++)
+        line = 10 * line + (uint64_t)(*p - '0');
+    if (p == msg + n + 1 || *p != ':') return st;
+    uint64_t local;
+    dp_source_locate(src, line, &name, &local);
+    return dp_error(st, "%s:%llu%s", name, (unsigned long long)local, p);
 }
 
 /* ---- line boundaries ---- */
@@ -684,11 +714,15 @@ dp_status csv_chunker_next(csv_chunker *ck, csv_chunk *c, int *got) {
         }
         boundary = csv_last_boundary(c->buf, len, 0);
         if (boundary > 0) break;
-        if (len >= ck->max_record)
+        if (len >= ck->max_record) {
+            const char *name;
+            uint64_t line;
+            dp_source_locate(ck->src, ck->line, &name, &line);
             return dp_error(DP_E_FORMAT,
                             "%s:%llu: record longer than %zu bytes without a line end outside "
                             "quotes (expected a CSV line end; is this a CSV file?)",
-                            dp_source_name(ck->src), (unsigned long long)ck->line, ck->max_record);
+                            name, (unsigned long long)line, ck->max_record);
+        }
         DP_TRY(grow(&c->buf, &c->cap, c->cap * 2, "a long record"));
     }
     if (!ck->started) {
@@ -763,7 +797,10 @@ DP_API dp_status dp_csv_open_source(dp_source *src, const dp_csv_options *o, dp_
 DP_API dp_status dp_csv_open(const char *path, const dp_csv_options *o, dp_csv_reader **out) {
     *out = NULL;
     dp_source *src;
-    DP_TRY(dp_source_open(path, &src));
+    dp_source_options so;
+    dp_source_options_init(&so);
+    if (o) so.delimiter = o->delimiter;
+    DP_TRY(dp_source_open_with(path, &so, &src));
     dp_status st = dp_csv_open_source(src, o, out);
     if (st != DP_OK) {
         dp_source_close(src);
@@ -801,7 +838,7 @@ DP_API dp_status dp_csv_next(dp_csv_reader *r, dp_csv_record *rec) {
         const char *p = r->ch.buf + r->pos, *end = r->ch.buf + r->ch.len;
         csv_rec cr;
         if (csv_parse_record(&r->ps, p, end, r->fields, r->scratch, &cr))
-            return csv_fatal_error(dp_source_name(r->src), p, r->line, &cr, &r->ps.o);
+            return csv_fatal_error_in(r->src, p, r->line, &cr, &r->ps.o);
         if (cr.nfields > r->fcap) {
             DP_TRY(reader_fields(r, cr.nfields));
             csv_parse_record(&r->ps, p, end, r->fields, r->scratch, &cr);

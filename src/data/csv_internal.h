@@ -92,6 +92,17 @@ csv_fatal csv_parse_record_ref(const csv_parser *ps, const char *p, const char *
  * line `line` (the record's first line). Returns its status. */
 dp_status csv_fatal_error(const char *name, const char *rec_start, uint64_t line, const csv_rec *r,
                           const dp_csv_options *o);
+/* The same with `line` a line of the stream of src, which names the file
+ * and the line there (dp_source_locate: a part of a zip and its own line). */
+dp_status csv_fatal_error_in(const dp_source *src, const char *rec_start, uint64_t line,
+                             const csv_rec *r, const dp_csv_options *o);
+
+/* The thread's error st, if its message begins "NAME:LINE:" with NAME
+ * dp_source_name(src) and LINE a line of the stream, rewritten in the terms
+ * of dp_source_locate (for a zip of several parts: the part and its line).
+ * For messages made where only the source's name was at hand (prep_engine.c
+ * gets a name, not the source); returns st. */
+dp_status csv_error_relocate(const dp_source *src, dp_status st);
 
 /* Line and column of byte `off` of a record that starts at line `line`. */
 void csv_locate(const char *rec, size_t off, uint64_t line, uint64_t *out_line, uint64_t *out_col);
@@ -113,7 +124,7 @@ typedef struct csv_chunk {
     size_t cap;
     size_t len;      /* bytes of whole records (all of the rest, for the final chunk) */
     size_t start;    /* first byte to parse (after a byte order mark or the header) */
-    uint64_t line;   /* line number of buf[start] */
+    uint64_t line;   /* line number of buf[start] in the stream (dp_source_locate) */
     uint64_t offset; /* offset of buf[0] in the decompressed stream */
     int final;       /* the last chunk */
 } csv_chunk;

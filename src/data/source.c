@@ -1,7 +1,11 @@
 /*
  * source.c: input bytes from a plain file, a gzip stream (zlib inflate with
- * gzip framing, members concatenated as `cat a.gz b.gz` makes them) or the one
- * CSV member of a zip archive (libzip, which also checks the member's CRC).
+ * gzip framing, members concatenated as `cat a.gz b.gz` makes them) or the
+ * CSV members of a zip archive (libzip, which also checks each member's CRC;
+ * several members are parts of one table, joined as source.h says: the
+ * headers are compared when the archive is opened, and while the parts are
+ * streamed the line ends are counted, only then, so that dp_source_locate
+ * can turn a line of the stream back into a part and a line of it).
  * The file's own bytes are hashed with SHA-256 for meta.json: with OpenSSL's
  * libcrypto where the build found it (the CPU's SHA instructions), else
  * libsodium. bench/prep shows the hash is prep's bottleneck, so for a large
@@ -13,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -26,7 +31,7 @@
 #include "data/source_internal.h"
 #include "dpsgd/source.h"
 
-enum { GZ_INBUF = 1 << 18, HASH_THREAD_MIN = 8 << 20 };
+enum { GZ_INBUF = 1 << 18, HASH_THREAD_MIN = 8 << 20, HEAD_MAX = 64 << 20 };
 
 /* SHA-256 of a stream: the two implementations behind one small interface. */
 typedef struct hasher {
@@ -69,10 +74,25 @@ static void hash_free(hasher *h) {
 #endif
 }
 
+/* One .csv member of a zip. Of a zip of several, the stream holds each
+ * part's bytes from `skip` on (a byte order mark, blank lines and the header
+ * of a later part are not handed out), so line L of the stream, with L >=
+ * first_line of the last part begun at or before it, is line
+ * L - first_line + 1 + skip_lines of that part. */
+typedef struct part {
+    zip_uint64_t index;
+    char *name;          /* "path:member", for messages */
+    const char *member;  /* the member's name: inside `name`, past "path:" */
+    uint64_t size;       /* uncompressed bytes */
+    uint64_t skip;       /* leading bytes not handed out */
+    uint64_t skip_lines; /* line ends among them */
+    uint64_t first_line; /* line of the stream of the first byte handed out */
+} part;
+
 struct dp_source {
     dp_source_kind kind;
     char *path;
-    char *name;  /* path, or path:member for a zip */
+    char *name;  /* path, path:member for a zip, path:first..last for several parts */
     int fd;      /* plain and gzip; -1 for zip */
     int own_fd;  /* 0 for standard input */
     int regular; /* a regular file (so a second reader sees the same bytes) */
@@ -100,6 +120,17 @@ struct dp_source {
     /* zip */
     zip_t *za;
     zip_file_t *zf;
+    part *parts;
+    size_t nparts; /* the .csv members; > 1: parts of one table, below */
+    /* zip of several parts: the one being read, how many have begun (set
+     * with release order after their first_line, for dp_source_locate in
+     * another thread), the line ends handed out, the bytes of the current
+     * part read (skipped ones included), the parity of its quotes, a line
+     * end owed before the next part, the last byte handed out */
+    size_t cur, begun;
+    uint64_t lines, part_read;
+    int parity, pending_nl;
+    unsigned char last;
 };
 
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
@@ -267,9 +298,198 @@ static int ends_with_csv(const char *name) {
     return n > 4 && strcasecmp(name + n - 4, ".csv") == 0;
 }
 
-/* Find the single .csv member; directories and macOS resource forks
- * (__MACOSX/...) are not members a user means. */
-static dp_status open_zip(dp_source *s) {
+static int by_member_name(const void *a, const void *b) {
+    return strcmp(((const part *)a)->member, ((const part *)b)->member);
+}
+
+/* A short printable copy of [p, p + n) for a message. */
+static void snippet(char *out, size_t cap, const char *p, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 4 < cap; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (i == 40 && n > 44) {
+            memcpy(out + k, "...", 3);
+            k += 3;
+            break;
+        }
+        out[k++] = c >= 32 && c != 127 ? (char)c : '?';
+    }
+    out[k] = '\0';
+}
+
+/* Field `col` (from 0) of a header line, split at delimiters outside quotes
+ * (every quote toggles, as the CSV reader reads): 0 if it has fewer. */
+static int header_field(const char *h, size_t n, char delim, size_t col, const char **f,
+                        size_t *len) {
+    size_t start = 0, k = 0;
+    int in = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && h[i] == '"') in = !in;
+        if (i == n || (!in && h[i] == delim)) {
+            if (k++ == col) {
+                *f = h + start;
+                *len = i - start;
+                return 1;
+            }
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+/* The header of a part: its first line that is not blank (spaces, tabs, CR),
+ * after a byte order mark, ending at the first line end outside quotes (or
+ * at the end of the member). *hdr (allocated; NULL if the part holds no
+ * such line) gets the line without its line end and a CR before it; *raw the
+ * bytes up to and including that line end (all of a part without a header);
+ * *nl the line ends among them. With o->header == 0 only a byte order mark
+ * is looked for. */
+static dp_status read_head(dp_source *s, const part *p, const dp_source_options *o, char **hdr,
+                           size_t *hlen, uint64_t *raw, uint64_t *nl) {
+    *hdr = NULL;
+    *hlen = 0;
+    *raw = *nl = 0;
+    zip_file_t *zf = zip_fopen_index(s->za, p->index, 0);
+    if (!zf)
+        return dp_error(DP_E_FORMAT, "%s: cannot read the zip member: %s", p->name,
+                        zip_strerror(s->za));
+    size_t cap = 1 << 16, len = 0, pos = 0, scan = 0;
+    char *buf = dp_malloc(cap);
+    dp_status st = buf ? DP_OK : dp_error(DP_E_NOMEM, "%s: out of memory", p->name);
+    int eof = 0, in = 0, bom_checked = 0;
+    while (!st) {
+        if (scan == len && !eof) { /* everything read was scanned: read more */
+            if (len == cap) {
+                char *b = cap < HEAD_MAX ? dp_realloc(buf, 2 * cap) : NULL;
+                if (!b) {
+                    st = dp_error(DP_E_FORMAT,
+                                  "%s: no line end in the first %zu bytes (expected a header "
+                                  "line of column names)",
+                                  p->name, cap);
+                    break;
+                }
+                buf = b;
+                cap *= 2;
+            }
+            zip_int64_t r = zip_fread(zf, buf + len, cap - len);
+            if (r < 0) {
+                st = dp_error(DP_E_FORMAT,
+                              "%s: corrupt zip member: %s (expected intact compressed data)",
+                              p->name, zip_error_strerror(zip_file_get_error(zf)));
+                break;
+            }
+            if (r == 0) eof = 1;
+            len += (size_t)r;
+            continue;
+        }
+        if (!bom_checked) {
+            if (len < 3 && !eof) {
+                scan = len; /* read more before deciding */
+                continue;
+            }
+            bom_checked = 1;
+            pos = scan = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+            if (!o->header) {
+                *raw = pos;
+                break;
+            }
+        }
+        /* find the end of the line that starts at pos */
+        while (scan < len && (buf[scan] != '\n' || in)) {
+            if (buf[scan] == '"') in = !in;
+            scan++;
+        }
+        if (scan == len && !eof) continue;
+        size_t e = scan, next = scan < len ? scan + 1 : len; /* line [pos, e), then next */
+        int blank = 1;
+        for (size_t i = pos; i < e && blank; i++)
+            blank = buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r';
+        if (!blank) {
+            size_t n = e - pos - (e > pos && buf[e - 1] == '\r');
+            if (!(*hdr = dp_malloc(n + 1))) {
+                st = dp_error(DP_E_NOMEM, "%s: out of memory", p->name);
+                break;
+            }
+            memcpy(*hdr, buf + pos, n);
+            (*hdr)[n] = '\0';
+            *hlen = n;
+        }
+        pos = scan = next;
+        if (!blank || next == len) { /* the header, or the end of a part without one */
+            *raw = next;
+            break;
+        }
+    }
+    for (uint64_t i = 0; !st && i < *raw; i++)
+        *nl += buf[i] == '\n';
+    dp_free(buf);
+    zip_fclose(zf);
+    return st;
+}
+
+/* Several .csv members: sort them, find and compare their headers, and
+ * work out what of each is handed out. */
+static dp_status open_parts(dp_source *s, const dp_source_options *o) {
+    qsort(s->parts, s->nparts, sizeof *s->parts, by_member_name);
+    const part *first = &s->parts[0], *lastp = &s->parts[s->nparts - 1];
+    size_t len = strlen(first->name) + strlen(lastp->member) + 3;
+    dp_free(s->name);
+    if (!(s->name = dp_malloc(len))) return dp_error(DP_E_NOMEM, "%s: out of memory", s->path);
+    snprintf(s->name, len, "%s..%s", first->name, lastp->member);
+    char *ref = NULL; /* the first header found, and whose it is */
+    size_t ref_len = 0;
+    const part *ref_part = NULL;
+    dp_status st = DP_OK;
+    for (size_t i = 0; i < s->nparts && !st; i++) {
+        part *p = &s->parts[i];
+        char *hdr;
+        size_t hlen;
+        uint64_t raw, nl;
+        if ((st = read_head(s, p, o, &hdr, &hlen, &raw, &nl))) break;
+        if (!o->header) { /* a byte order mark, dropped but from the first part */
+            p->skip = i ? raw : 0;
+        } else if (!ref_part) { /* this part's header (if any) is the table's: kept */
+            if (hdr) {
+                ref = hdr;
+                ref_len = hlen;
+                ref_part = p;
+                hdr = NULL;
+            }
+        } else {
+            p->skip = raw;
+            p->skip_lines = nl;
+            if (hdr && (hlen != ref_len || memcmp(hdr, ref, hlen) != 0)) {
+                size_t col = 0, la = 0, lb = 0;
+                const char *a = NULL, *b = NULL;
+                for (;; col++) {
+                    int ha = header_field(hdr, hlen, o->delimiter, col, &a, &la);
+                    int hb = header_field(ref, ref_len, o->delimiter, col, &b, &lb);
+                    if (ha != hb || (ha && (la != lb || memcmp(a, b, la) != 0))) {
+                        if (!ha) a = NULL;
+                        if (!hb) b = NULL;
+                        break;
+                    }
+                }
+                char sa[64] = "no column", sb[64] = "no column", qa[80], qb[80];
+                if (a) snippet(sa, sizeof sa, a, la);
+                if (b) snippet(sb, sizeof sb, b, lb);
+                snprintf(qa, sizeof qa, a ? "'%s'" : "%s", sa);
+                snprintf(qb, sizeof qb, b ? "'%s'" : "%s", sb);
+                st = dp_error(DP_E_FORMAT,
+                              "%s: %s's header differs from %s's at column %zu (%s against %s); "
+                              "expected parts of one table",
+                              s->path, p->member, ref_part->member, col + 1, qa, qb);
+            }
+        }
+        dp_free(hdr);
+    }
+    dp_free(ref);
+    return st;
+}
+
+/* Find the .csv members; directories and macOS resource forks (__MACOSX/...)
+ * are not members a user means. One is read as it is; several are parts. */
+static dp_status open_zip(dp_source *s, const dp_source_options *o) {
     int err = 0;
     s->za = zip_open(s->path, ZIP_RDONLY | ZIP_CHECKCONS, &err);
     if (!s->za) {
@@ -277,50 +497,78 @@ static dp_status open_zip(dp_source *s) {
         zip_error_init_with_code(&ze, err);
         dp_status st = dp_error(DP_E_FORMAT,
                                 "%s: not a readable zip archive (truncated or corrupt: %s); "
-                                "expected a zip holding one .csv file",
+                                "expected a zip holding .csv files",
                                 s->path, zip_error_strerror(&ze));
         zip_error_fini(&ze);
         return st;
     }
-    zip_int64_t n = zip_get_num_entries(s->za, 0), found = -1, ncsv = 0;
-    char names[512] = "", others[512] = "";
+    zip_int64_t n = zip_get_num_entries(s->za, 0);
+    size_t ncsv = 0;
+    char others[512] = "";
     for (zip_int64_t i = 0; i < n; i++) {
         const char *nm = zip_get_name(s->za, (zip_uint64_t)i, 0);
         if (!nm || !*nm || nm[strlen(nm) - 1] == '/' || strncmp(nm, "__MACOSX/", 9) == 0) continue;
-        char *list = ends_with_csv(nm) ? names : others;
-        size_t used = strlen(list);
-        if (used < sizeof names - 2)
-            snprintf(list + used, sizeof names - used, "%s%s", used ? ", " : "", nm);
         if (ends_with_csv(nm)) {
-            if (found < 0) found = i;
             ncsv++;
+            continue;
         }
+        size_t used = strlen(others);
+        if (used < sizeof others - 2)
+            snprintf(others + used, sizeof others - used, "%s%s", used ? ", " : "", nm);
     }
     if (ncsv == 0)
         return dp_error(DP_E_FORMAT,
                         "%s: the zip archive holds no .csv file (found: %s); expected one", s->path,
                         *others ? others : "nothing");
-    if (ncsv > 1)
-        return dp_error(DP_E_FORMAT,
-                        "%s: the zip archive holds %lld .csv files (%s); expected one: extract the "
-                        "one you mean",
-                        s->path, (long long)ncsv, names);
-    const char *member = zip_get_name(s->za, (zip_uint64_t)found, 0);
-    size_t len = strlen(s->path) + strlen(member) + 2;
-    dp_free(s->name);
-    s->name = dp_malloc(len);
-    if (!s->name) return dp_error(DP_E_NOMEM, "%s: out of memory", s->path);
-    snprintf(s->name, len, "%s:%s", s->path, member);
-    s->zf = zip_fopen_index(s->za, (zip_uint64_t)found, 0);
-    if (!s->zf)
-        return dp_error(DP_E_FORMAT, "%s: cannot read the zip member: %s", s->name,
-                        zip_strerror(s->za));
+    if (!(s->parts = dp_calloc(ncsv, sizeof *s->parts)))
+        return dp_error(DP_E_NOMEM, "%s: out of memory", s->path);
+    for (zip_int64_t i = 0; i < n; i++) {
+        const char *nm = zip_get_name(s->za, (zip_uint64_t)i, 0);
+        if (!nm || !*nm || nm[strlen(nm) - 1] == '/' || strncmp(nm, "__MACOSX/", 9) == 0 ||
+            !ends_with_csv(nm))
+            continue;
+        part *p = &s->parts[s->nparts++];
+        size_t len = strlen(s->path) + strlen(nm) + 2;
+        if (!(p->name = dp_malloc(len))) return dp_error(DP_E_NOMEM, "%s: out of memory", s->path);
+        snprintf(p->name, len, "%s:%s", s->path, nm);
+        p->member = p->name + strlen(s->path) + 1;
+        p->index = (zip_uint64_t)i;
+        zip_stat_t zs;
+        if (zip_stat_index(s->za, p->index, 0, &zs) == 0 && (zs.valid & ZIP_STAT_SIZE))
+            p->size = zs.size;
+    }
+    if (s->nparts > 1) {
+        DP_TRY(open_parts(s, o));
+    } else {
+        dp_free(s->name);
+        if (!(s->name = dp_strdup(s->parts[0].name)))
+            return dp_error(DP_E_NOMEM, "%s: out of memory", s->path);
+        s->zf = zip_fopen_index(s->za, s->parts[0].index, 0);
+        if (!s->zf)
+            return dp_error(DP_E_FORMAT, "%s: cannot read the zip member: %s", s->name,
+                            zip_strerror(s->za));
+    }
     return hash_whole_file(s);
 }
 
+DP_API void dp_source_options_init(dp_source_options *o) {
+    o->header = 1;
+    o->delimiter = ',';
+}
+
 DP_API dp_status dp_source_open(const char *path, dp_source **out) {
+    return dp_source_open_with(path, NULL, out);
+}
+
+DP_API dp_status dp_source_open_with(const char *path, const dp_source_options *opt,
+                                     dp_source **out) {
     *out = NULL;
     if (!path || !*path) return dp_error(DP_E_USAGE, "dp_source_open: empty path");
+    dp_source_options o;
+    if (opt)
+        o = *opt;
+    else
+        dp_source_options_init(&o);
     dp_source *s = dp_calloc(1, sizeof *s);
     if (!s) return dp_error(DP_E_NOMEM, "%s: out of memory", path);
     s->fd = -1;
@@ -388,7 +636,7 @@ DP_API dp_status dp_source_open(const char *path, dp_source **out) {
         }
         close(s->fd);
         s->fd = -1;
-        if ((st = open_zip(s)) != DP_OK) goto fail;
+        if ((st = open_zip(s, &o)) != DP_OK) goto fail;
     } else {
         s->kind = DP_SOURCE_PLAIN;
     }
@@ -413,6 +661,9 @@ DP_API void dp_source_close(dp_source *s) {
     dp_free(s->inbuf);
     dp_free(s->path);
     dp_free(s->name);
+    for (size_t i = 0; i < s->nparts; i++)
+        dp_free(s->parts[i].name);
+    dp_free(s->parts);
     dp_free(s);
 }
 
@@ -488,6 +739,83 @@ static dp_status read_zip(dp_source *s, void *buf, size_t cap, size_t *got) {
     return DP_OK;
 }
 
+/* Occurrences of byte c in [p, p + n). */
+static uint64_t count_byte(const unsigned char *p, size_t n, int c) {
+    uint64_t k = 0;
+    const unsigned char *e = p + n;
+    while ((p = memchr(p, c, (size_t)(e - p))) != NULL) {
+        k++;
+        p++;
+    }
+    return k;
+}
+
+/* Open the next part for reading, pass over what of it is not handed out,
+ * and record the line of the stream where it begins. */
+static dp_status begin_part(dp_source *s) {
+    part *p = &s->parts[s->cur];
+    if (!(s->zf = zip_fopen_index(s->za, p->index, 0)))
+        return dp_error(DP_E_FORMAT, "%s: cannot read the zip member: %s", p->name,
+                        zip_strerror(s->za));
+    char tmp[4096];
+    for (s->part_read = 0; s->part_read < p->skip;) {
+        zip_int64_t r = zip_fread(s->zf, tmp, (size_t)DP_MIN(sizeof tmp, p->skip - s->part_read));
+        if (r <= 0)
+            return dp_error(DP_E_FORMAT,
+                            "%s: corrupt zip member after %llu bytes: %s (expected intact "
+                            "compressed data)",
+                            p->name, (unsigned long long)s->part_read,
+                            r < 0 ? zip_error_strerror(zip_file_get_error(s->zf))
+                                  : "shorter than when it was opened");
+        s->part_read += (uint64_t)r;
+    }
+    s->parity = 0;
+    p->first_line = s->lines + 1;
+    __atomic_store_n(&s->begun, s->cur + 1, __ATOMIC_RELEASE);
+    return DP_OK;
+}
+
+/* The parts one after the other, a line end between two where the first
+ * lacks one; counting line ends (for dp_source_locate) and quotes: a part
+ * that ends inside quotes ends the stream (see source.h). */
+static dp_status read_parts(dp_source *s, unsigned char *buf, size_t cap, size_t *got) {
+    size_t n = 0;
+    while (n < cap && !s->done) {
+        if (s->pending_nl) {
+            buf[n++] = '\n';
+            s->pending_nl = 0;
+            s->lines++;
+            s->last = '\n';
+            continue;
+        }
+        if (!s->zf) DP_TRY(begin_part(s));
+        zip_int64_t r = zip_fread(s->zf, buf + n, cap - n);
+        if (r < 0)
+            return dp_error(DP_E_FORMAT,
+                            "%s: corrupt zip member after %llu bytes: %s (expected intact "
+                            "compressed data)",
+                            s->parts[s->cur].name, (unsigned long long)s->part_read,
+                            zip_error_strerror(zip_file_get_error(s->zf)));
+        if (r == 0) {
+            zip_fclose(s->zf);
+            s->zf = NULL;
+            if (s->parity || ++s->cur == s->nparts) {
+                s->done = 1;
+                break;
+            }
+            s->pending_nl = s->out_bytes + n > 0 && s->last != '\n';
+            continue;
+        }
+        s->lines += count_byte(buf + n, (size_t)r, '\n');
+        s->parity ^= (int)(count_byte(buf + n, (size_t)r, '"') & 1);
+        s->last = buf[n + (size_t)r - 1];
+        s->part_read += (uint64_t)r;
+        n += (size_t)r;
+    }
+    *got = n;
+    return DP_OK;
+}
+
 DP_API dp_status dp_source_read(dp_source *s, void *buf, size_t cap, size_t *got) {
     *got = 0;
     if (cap == 0 || s->done) return DP_OK;
@@ -497,7 +825,7 @@ DP_API dp_status dp_source_read(dp_source *s, void *buf, size_t cap, size_t *got
         st = read_gzip(s, buf, cap, got);
         break;
     case DP_SOURCE_ZIP:
-        st = read_zip(s, buf, cap, got);
+        st = s->nparts > 1 ? read_parts(s, buf, cap, got) : read_zip(s, buf, cap, got);
         break;
     default:
         st = read_raw(s, buf, cap, got);
@@ -516,6 +844,34 @@ DP_API const char *dp_source_name(const dp_source *s) {
 }
 DP_API const char *dp_source_path(const dp_source *s) {
     return s->path;
+}
+
+DP_API void dp_source_locate(const dp_source *s, uint64_t line, const char **name,
+                             uint64_t *local) {
+    size_t n = s->nparts > 1 ? __atomic_load_n(&s->begun, __ATOMIC_ACQUIRE) : 0;
+    *name = s->name;
+    *local = line;
+    if (n == 0 || line < s->parts[0].first_line) return;
+    size_t lo = 0, hi = n; /* the last part begun at or before the line */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->parts[mid].first_line <= line)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const part *p = &s->parts[lo];
+    *name = p->name;
+    *local = line - p->first_line + 1 + p->skip_lines;
+}
+
+DP_API size_t dp_source_parts(const dp_source *s) {
+    return s->nparts ? s->nparts : 1;
+}
+
+DP_API void dp_source_part(const dp_source *s, size_t i, const char **member, uint64_t *bytes) {
+    *member = i < s->nparts ? s->parts[i].member : NULL;
+    *bytes = i < s->nparts ? s->parts[i].size : 0;
 }
 DP_API uint64_t dp_source_file_bytes(const dp_source *s) {
     return s->file_bytes;
