@@ -3,8 +3,10 @@
  * must exit 1 with one line on stderr naming the file, the line and column
  * where they apply and what was expected, and leave no dataset directory (nor
  * a temporary one) behind; an earlier dataset survives. Also: CRLF, .gz and
- * .zip inputs give the same arrays as the plain file, --force replaces only a
- * dataset, numpy.load reads the output.
+ * .zip inputs give the same arrays as the plain file, and so does a zip of
+ * the file in parts (the national PUMS zip), whose messages and first
+ * examples name the part and its own line; --force replaces only a dataset,
+ * numpy.load reads the output.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -229,7 +231,112 @@ Test(prep_cli, damaged_gzip_and_zip_are_refused) {
     expect_error("none.zip", NULL,
                  (const char *[]){"none.zip", "no .csv file", "expected one", NULL});
     expect_error("two.zip", NULL,
-                 (const char *[]){"two.zip", "2 .csv files", "a.csv, b.csv", NULL});
+                 (const char *[]){"two.zip: b.csv's header differs from a.csv's at column 1",
+                                  "('y' against 'x')", "expected parts of one table", NULL});
+}
+
+/* The JSON report on stdout of `prep IN -o OUT --json ARGS`. */
+static char *report(const char *in, const char *out, const char *args) {
+    char *o = NULL, *err = NULL;
+    int rc = tu_run(&o, &err, "prep '%s' -o '%s' --json %s", P(in), P(out), args ? args : "");
+    cr_assert_eq(rc, 0, "prep %s: %s", in, err);
+    free(err);
+    return o;
+}
+
+/* The national file as the Census Bureau ships it: csv_pus.zip holding the
+ * table in parts, each with the header, and a README. Split a synthetic
+ * file's lines in two (the first part without its final line end): the
+ * arrays and every count are those of the whole file; only the places of
+ * the first examples differ, now in the parts' own lines. */
+Test(prep_cli, a_zip_in_parts_gives_the_arrays_and_counts_of_the_whole_file) {
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "synth --rows 4000 --seed 5 --columns minimal --quiet -o '%s'",
+                    P("all.csv"));
+    cr_assert_eq(rc, 0, "synth: %s", err);
+    free(err);
+    sh("cd '%s' && head -n 1 all.csv > h && (cat h; sed -n '2,1500p' all.csv) | head -c -1 > "
+       "psam_pusa.csv && (cat h; sed -n '1501,$p' all.csv) > psam_pusb.csv && echo pdf > "
+       "README.pdf && zip -q csv_pus.zip psam_pusb.csv README.pdf psam_pusa.csv",
+       dir);
+    char *whole = report("all.csv", "d_csv", NULL), *parts = report("csv_pus.zip", "d_zip", NULL);
+    sh("cd '%s' && for a in X_train X_val X_test y_train y_val y_test; do cmp d_zip/$a.npy "
+       "d_csv/$a.npy; done",
+       dir);
+    /* the report up to "first", and from "filtered" to "run", are equal */
+    const char *f0 = strstr(whole, "\"first\":"), *f1 = strstr(parts, "\"first\":");
+    cr_assert(f0 && f1 && f0 - whole == f1 - parts && !memcmp(whole, parts, (size_t)(f0 - whole)),
+              "counts differ:\n%s\n%s", whole, parts);
+    const char *g0 = strstr(whole, "\"filtered\""), *g1 = strstr(parts, "\"filtered\"");
+    const char *r0 = strstr(whole, "\"run\""), *r1 = strstr(parts, "\"run\"");
+    cr_assert(g0 && g1 && r0 && r1 && r0 - g0 == r1 - g1 && !memcmp(g0, g1, (size_t)(r0 - g0)),
+              "counts differ:\n%s\n%s", whole, parts);
+    free(whole);
+    free(parts);
+    char meta[4200];
+    snprintf(meta, sizeof meta, "%s/meta.json", P("d_zip"));
+    char *m = tu_read_file(meta, NULL);
+    cr_assert(strstr(m, "csv_pus.zip:psam_pusa.csv..psam_pusb.csv") && strstr(m, "\"parts\"") &&
+                  strstr(m, "\"name\":\t\"psam_pusa.csv\"") &&
+                  strstr(m, "\"name\":\t\"psam_pusb.csv\""),
+              "%s", m);
+    free(m);
+}
+
+/* Records of the fixture, the second part holding a repeated person and a
+ * bad code: the first examples name the part and its own lines. */
+Test(prep_cli, first_examples_in_a_later_part_name_it_and_its_line) {
+    write_pums("p1.csv", rows);
+    write_pums("p2.csv", "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4\n"
+                         "P,2023HU0000009,1,35,1,21,1,7,1,01,2,1,1,4\n");
+    sh("cd '%s' && zip -q f.zip p1.csv p2.csv", dir);
+    char *o = report("f.zip", "d", NULL);
+    char want[2][4400];
+    snprintf(want[0], sizeof want[0], "%s:3:", P("f.zip:p2.csv"));
+    snprintf(want[1], sizeof want[1], "%s:2:1: SERIALNO+SPORDER already seen on line 2 of %s",
+             P("f.zip:p2.csv"), P("f.zip:p1.csv"));
+    cr_assert(strstr(o, "\"rows_read\":8") && strstr(o, want[0]) && strstr(o, want[1]), "%s", o);
+    free(o);
+}
+
+Test(prep_cli, a_fatal_error_in_a_later_part_names_it_and_its_line) {
+    write_pums("p1.csv", rows);
+    write_pums("p2.csv", "P,2023HU0000011,1,35,1,21,1,1,1,01,2,1,1,4\n"
+                         "P,2023HU0000012,1,35,1,21,1,1,1,01,2,1,1,4\n"
+                         "P,\"2023HU0000013,1,35,1,21,1,1,1,01,2,1,1,4\n"
+                         "P,2023HU0000014,1,35,1,21,1,1,1,01,2,1,1,4\n");
+    write_pums("p3.csv", rows);
+    sh("cd '%s' && zip -q q.zip p1.csv p2.csv p3.csv", dir);
+    char where[4400];
+    snprintf(where, sizeof where, "%s:4:3: unterminated quoted field", P("q.zip:p2.csv"));
+    expect_error("q.zip", NULL, (const char *[]){where, NULL});
+    char *t = malloc(strlen(header) + strlen(rows) + 1);
+    sprintf(t, "%s%s", header, rows);
+    memcpy(strstr(t, "AGEP"), "AGEX", 4);
+    write_file("p4.csv", t, strlen(t));
+    free(t);
+    sh("cd '%s' && zip -q h.zip p1.csv p4.csv", dir);
+    expect_error("h.zip", NULL,
+                 (const char *[]){"h.zip: p4.csv's header differs from p1.csv's at column 4",
+                                  "('AGEX' against 'AGEP')", NULL});
+}
+
+/* --columns: a file without a header, in parts; no line is dropped */
+Test(prep_cli, with_columns_every_line_of_every_part_is_a_record) {
+    write_pums("plain.csv", rows);
+    prep_ok("plain.csv", "d_plain", "--split 0.5,0.25,0.25");
+    static char want[1 << 16];
+    memcpy(want, arrays(P("d_plain")), sizeof want);
+    sh("cd '%s' && sed -n '2,4p' plain.csv > c1.csv && sed -n '5,7p' plain.csv > c2.csv && zip -q "
+       "c.zip c2.csv c1.csv",
+       dir);
+    char cols[256], args[400];
+    snprintf(cols, sizeof cols, "%.*s", (int)strlen(header) - 1, header);
+    snprintf(args, sizeof args, "--split 0.5,0.25,0.25 --columns %s", cols);
+    char *o = report("c.zip", "d_cols", args);
+    cr_assert(strstr(o, "\"rows_read\":6") && strstr(o, "\"rows_dropped\":0"), "%s", o);
+    free(o);
+    cr_assert(memcmp(arrays(P("d_cols")), want, sizeof want) == 0, "--columns on parts");
 }
 
 Test(prep_cli, existing_output_is_refused_unless_forced_and_never_lost) {

@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,14 +234,6 @@ static dp_status write_text(const char *dir, const char *name, const char *text)
     return ok ? DP_OK : dp_error(DP_E_IO, "%s: cannot write: %s", path, strerror(errno));
 }
 
-static void add_first(cJSON *firsts, const char *reason, const prep_first *f, const char *name) {
-    if (!f->have) return;
-    char s[600];
-    snprintf(s, sizeof s, "%s:%llu:%llu: %s", name, (unsigned long long)f->line,
-             (unsigned long long)f->col, f->detail);
-    cJSON_AddStringToObject(firsts, reason, s);
-}
-
 /* ---- the run ---- */
 
 /* How the input is read: by one process; by rank 0 alone (a stream that
@@ -307,18 +300,52 @@ static void run_free(run *r) {
     cJSON_Delete(r->meta);
 }
 
+/* Where line `line` of the input lies, for a message: the file (a part of a
+ * zip of several) and the line there. Ranks other than 0 have no source;
+ * only rank 0 reads a zip. */
+static const char *locate(const run *r, uint64_t line, uint64_t *local) {
+    const char *name = r->name;
+    *local = line;
+    if (r->src) dp_source_locate(r->src, line, &name, local);
+    return name;
+}
+
+/* A reason's first example, "file:line:col: detail". A duplicate key's
+ * detail (prep_note_duplicate) names the line of the stream where the key
+ * was first seen: in a zip of several parts, that becomes a part's line. */
+static void first_text(const run *r, const prep_first *f, char *out, size_t cap) {
+    uint64_t line;
+    const char *name = locate(r, f->line, &line);
+    char detail[sizeof f->detail + 600];
+    snprintf(detail, sizeof detail, "%s", f->detail);
+    const char *seen =
+        r->src && dp_source_parts(r->src) > 1 ? strstr(f->detail, "seen on line ") : NULL;
+    if (seen) {
+        char *end;
+        unsigned long long at = strtoull(seen + 13, &end, 10);
+        uint64_t local;
+        const char *where = locate(r, at, &local);
+        if (end != seen + 13)
+            snprintf(detail, sizeof detail, "%.*sseen on line %llu of %s%s",
+                     (int)(seen - f->detail), f->detail, (unsigned long long)local, where, end);
+    }
+    snprintf(out, cap, "%s:%llu:%llu: %s", name, (unsigned long long)line,
+             (unsigned long long)f->col, detail);
+}
+
 /* The "no valid record" message: counts of every reason and the first one. */
 static dp_status no_valid(const run *r) {
-    char what[700] = "", first[700] = "";
+    char what[700] = "", first[1500] = "";
     for (int k = 1; k < DP_PREP_REASONS; k++) {
         if (!r->rows.dropped[k]) continue;
         size_t u = strlen(what);
         snprintf(what + u, sizeof what - u, "%s%s %llu", *what ? ", " : "", reason_names[k],
                  (unsigned long long)r->rows.dropped[k]);
-        if (!*first && r->rows.first[k].have)
-            snprintf(first, sizeof first, "; first: %s:%llu:%llu: %s", r->name,
-                     (unsigned long long)r->rows.first[k].line,
-                     (unsigned long long)r->rows.first[k].col, r->rows.first[k].detail);
+        if (!*first && r->rows.first[k].have) {
+            char ex[1400];
+            first_text(r, &r->rows.first[k], ex, sizeof ex);
+            snprintf(first, sizeof first, "; first: %s", ex);
+        }
     }
     if (r->rows.filtered) {
         size_t u = strlen(what);
@@ -346,7 +373,10 @@ static dp_status share(run *r, char **buf, uint64_t *len) {
  * chunk), and see how it can be read. */
 static dp_status open_input(run *r) {
     const dp_prep_config *c = r->c;
-    DP_TRY(dp_source_open(c->input, &r->src));
+    dp_source_options so;
+    dp_source_options_init(&so);
+    so.header = !r->cols_from_option; /* a zip's later parts repeat the header: dropped */
+    DP_TRY(dp_source_open_with(c->input, &so, &r->src));
     r->name = dp_strdup(dp_source_name(r->src));
     if (!r->name) return dp_error(DP_E_NOMEM, "out of memory");
     r->e.name = r->name;
@@ -356,7 +386,8 @@ static dp_status open_input(run *r) {
         DP_TRY(csv_chunker_next(&r->ck, &r->first, &got));
         if (!got) return dp_error(DP_E_EMPTY, "%s: empty file (expected data lines)", r->name);
     } else {
-        DP_TRY(prep_read_header(&r->ck, &r->first, &r->e.copt, r->name, &r->cols, &r->ncols, &got));
+        DP_TRY(csv_error_relocate(r->src, prep_read_header(&r->ck, &r->first, &r->e.copt, r->name,
+                                                           &r->cols, &r->ncols, &got)));
         if (!got)
             return dp_error(DP_E_EMPTY,
                             "%s: empty file (expected a header line with the column names)",
@@ -425,10 +456,13 @@ static dp_status share_header(run *r) {
 static dp_status build_engine(run *r) {
     const dp_prep_config *c = r->c;
     char where[4200];
-    if (r->cols_from_option)
+    if (r->cols_from_option) {
         snprintf(where, sizeof where, "--columns");
-    else
-        snprintf(where, sizeof where, "%s:%llu", r->name, (unsigned long long)r->data_line - 1);
+    } else {
+        uint64_t line;
+        const char *name = locate(r, r->data_line - 1, &line);
+        snprintf(where, sizeof where, "%s:%llu", name, (unsigned long long)line);
+    }
     DP_TRY(prep_task_build(&r->task, c, r->cols, r->ncols, where));
     DP_TRY(check_overrides(c, &r->task));
     r->nfeat = r->task.nfeat;
@@ -472,8 +506,10 @@ static dp_status parse_part(run *r) {
         if (!st) st = prep_engine_run(&r->e, &r->ck, &r->first, &r->rows);
         return prep_agree_idle(r->comm, st);
     }
-    if (r->rank == 0)
-        return prep_agree_idle(r->comm, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
+    if (r->rank == 0) /* (the engine names lines of the stream: see csv_error_relocate) */
+        return prep_agree_idle(
+            r->comm,
+            csv_error_relocate(r->src, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows)));
     /* an empty final chunk: the engine's counts and tables, no rows */
     dp_status st = DP_OK;
     r->first.buf = dp_malloc(16);
@@ -676,6 +712,18 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     cJSON_AddNumberToObject(src, "bytes", (double)dp_source_file_bytes(r->src));
     cJSON_AddNumberToObject(src, "text_bytes",
                             (double)(r->mode == READ_RANGES ? r->size : r->rows.bytes));
+    if (dp_source_parts(r->src) > 1) { /* a zip of several parts of one table, in reading order */
+        cJSON *parts = cJSON_AddArrayToObject(src, "parts");
+        for (size_t i = 0; i < dp_source_parts(r->src); i++) {
+            const char *member;
+            uint64_t bytes;
+            dp_source_part(r->src, i, &member, &bytes);
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "name", member);
+            cJSON_AddNumberToObject(p, "bytes", (double)bytes);
+            cJSON_AddItemToArray(parts, p);
+        }
+    }
 
     cJSON *in = cJSON_AddObjectToObject(m, "input");
     cJSON_AddBoolToObject(in, "header", !r->cols_from_option);
@@ -793,7 +841,11 @@ static dp_status build_meta(run *r, size_t D, const size_t counts[3], const size
     cJSON *firsts = cJSON_AddObjectToObject(rep, "first");
     for (int k = 1; k < DP_PREP_NOT_IN_POPULATION; k++) {
         cJSON_AddNumberToObject(dr, reason_names[k], (double)r->rows.dropped[k]);
-        add_first(firsts, reason_names[k], &r->rows.first[k], r->name);
+        if (r->rows.first[k].have) {
+            char ex[1400];
+            first_text(r, &r->rows.first[k], ex, sizeof ex);
+            cJSON_AddStringToObject(firsts, reason_names[k], ex);
+        }
         cJSON *byc = NULL;
         for (size_t u = 0; u < r->e.nused; u++) {
             uint64_t v = r->rows.dropped_col[k * r->e.nused + u];
