@@ -52,7 +52,10 @@ enum { DP_CSV_BAD_QUOTES = 1 };
 typedef struct dp_csv_record {
     const dp_csv_field *fields; /* fields[0 .. nfields) */
     size_t nfields;             /* >= 1 for a record; 0 at the end of the file */
-    uint64_t line;              /* physical line of the record's first byte, from 1 */
+    uint64_t line;              /* physical line of the record's first byte in the source's
+                                   stream, from 1 (a zip of several parts: of the parts read
+                                   one after another without their repeated headers;
+                                   dp_source_locate gives the part and its own line) */
     int flags;                  /* DP_CSV_BAD_QUOTES */
     uint32_t bad_off;           /* where the quoting went wrong, when flagged */
     const char *raw;            /* the record's raw bytes, for dp_csv_position */
@@ -62,7 +65,10 @@ typedef struct dp_csv_record {
 typedef struct dp_csv_reader dp_csv_reader;
 
 /* Open `path` through dp_source_open (so .gz and .zip work) and read CSV
- * records from it. o may be NULL for the defaults. */
+ * records from it. o may be NULL for the defaults. A zip of several .csv
+ * parts is taken to repeat its header in every part (dp_source_open's
+ * default); for parts without a header open the source with
+ * dp_source_open_with (header 0) and use dp_csv_open_source. */
 DP_API dp_status dp_csv_open(const char *path, const dp_csv_options *o, dp_csv_reader **out);
 /* Read records from an open source; the reader borrows it (close it after
  * the reader). */
@@ -78,7 +84,8 @@ DP_API uint64_t dp_csv_blank_lines(const dp_csv_reader *r);
 DP_API dp_source *dp_csv_source(dp_csv_reader *r);
 
 /* Line and byte column (from 1) of byte `off` of a record (a field's off,
- * or bad_off): line counts the line ends inside quoted fields before it. */
+ * or bad_off): line counts the line ends inside quoted fields before it
+ * (a line of the stream, as dp_csv_record.line). */
 DP_API void dp_csv_position(const dp_csv_record *rec, size_t off, uint64_t *line, uint64_t *col);
 
 #ifdef __cplusplus

@@ -595,22 +595,6 @@ dp_status csv_fatal_error_in(const dp_source *src, const char *rec, uint64_t lin
     return fatal_message(name, local, c, r, o);
 }
 
-dp_status csv_error_relocate(const dp_source *src, dp_status st) {
-    if (st == DP_OK || !src || dp_source_parts(src) < 2) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", dp_last_error());
-    const char *name = dp_source_name(src), *p;
-    size_t n = strlen(name);
-    if (strncmp(msg, name, n) != 0 || msg[n] != ':') return st;
-    uint64_t line = 0;
-    for (p = msg + n + 1; *p >= '0' && *p <= '9' && line < UINT64_MAX / 16; p++)
-        line = 10 * line + (uint64_t)(*p - '0');
-    if (p == msg + n + 1 || *p != ':') return st;
-    uint64_t local;
-    dp_source_locate(src, line, &name, &local);
-    return dp_error(st, "%s:%llu%s", name, (unsigned long long)local, p);
-}
-
 /* ---- line boundaries ---- */
 
 int csv_quote_parity(const char *p, size_t n) {

@@ -97,13 +97,6 @@ dp_status csv_fatal_error(const char *name, const char *rec_start, uint64_t line
 dp_status csv_fatal_error_in(const dp_source *src, const char *rec_start, uint64_t line,
                              const csv_rec *r, const dp_csv_options *o);
 
-/* The thread's error st, if its message begins "NAME:LINE:" with NAME
- * dp_source_name(src) and LINE a line of the stream, rewritten in the terms
- * of dp_source_locate (for a zip of several parts: the part and its line).
- * For messages made where only the source's name was at hand (prep_engine.c
- * gets a name, not the source); returns st. */
-dp_status csv_error_relocate(const dp_source *src, dp_status st);
-
 /* Line and column of byte `off` of a record that starts at line `line`. */
 void csv_locate(const char *rec, size_t off, uint64_t line, uint64_t *out_line, uint64_t *out_col);
 

@@ -310,24 +310,20 @@ static const char *locate(const run *r, uint64_t line, uint64_t *local) {
     return name;
 }
 
-/* A reason's first example, "file:line:col: detail". A duplicate key's
- * detail (prep_note_duplicate) names the line of the stream where the key
- * was first seen: in a zip of several parts, that becomes a part's line. */
+/* A reason's first example, "file:line:col: detail". A duplicate key also
+ * says where it was first seen: a line, and in a zip of several parts, the
+ * part when it is not the duplicate's own. */
 static void first_text(const run *r, const prep_first *f, char *out, size_t cap) {
     uint64_t line;
     const char *name = locate(r, f->line, &line);
     char detail[sizeof f->detail + 600];
     snprintf(detail, sizeof detail, "%s", f->detail);
-    const char *seen =
-        r->src && dp_source_parts(r->src) > 1 ? strstr(f->detail, "seen on line ") : NULL;
-    if (seen) {
-        char *end;
-        unsigned long long at = strtoull(seen + 13, &end, 10);
+    if (f->seen) {
         uint64_t local;
-        const char *where = locate(r, at, &local);
-        if (end != seen + 13)
-            snprintf(detail, sizeof detail, "%.*sseen on line %llu of %s%s",
-                     (int)(seen - f->detail), f->detail, (unsigned long long)local, where, end);
+        const char *where = locate(r, f->seen, &local);
+        int other = r->src && dp_source_parts(r->src) > 1;
+        snprintf(detail, sizeof detail, "%s on line %llu%s%s (expected each person once)",
+                 f->detail, (unsigned long long)local, other ? " of " : "", other ? where : "");
     }
     snprintf(out, cap, "%s:%llu:%llu: %s", name, (unsigned long long)line,
              (unsigned long long)f->col, detail);
@@ -380,14 +376,15 @@ static dp_status open_input(run *r) {
     r->name = dp_strdup(dp_source_name(r->src));
     if (!r->name) return dp_error(DP_E_NOMEM, "out of memory");
     r->e.name = r->name;
+    r->e.src = r->src;
     DP_TRY(csv_chunker_init(&r->ck, r->src, c->chunk_bytes, r->e.copt.max_record));
     int got;
     if (r->cols_from_option) {
         DP_TRY(csv_chunker_next(&r->ck, &r->first, &got));
         if (!got) return dp_error(DP_E_EMPTY, "%s: empty file (expected data lines)", r->name);
     } else {
-        DP_TRY(csv_error_relocate(r->src, prep_read_header(&r->ck, &r->first, &r->e.copt, r->name,
-                                                           &r->cols, &r->ncols, &got)));
+        DP_TRY(prep_read_header(&r->ck, &r->first, &r->e.copt, r->name, &r->cols, &r->ncols,
+                                &got));
         if (!got)
             return dp_error(DP_E_EMPTY,
                             "%s: empty file (expected a header line with the column names)",
@@ -506,10 +503,8 @@ static dp_status parse_part(run *r) {
         if (!st) st = prep_engine_run(&r->e, &r->ck, &r->first, &r->rows);
         return prep_agree_idle(r->comm, st);
     }
-    if (r->rank == 0) /* (the engine names lines of the stream: see csv_error_relocate) */
-        return prep_agree_idle(
-            r->comm,
-            csv_error_relocate(r->src, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows)));
+    if (r->rank == 0)
+        return prep_agree_idle(r->comm, prep_engine_run(&r->e, &r->ck, &r->first, &r->rows));
     /* an empty final chunk: the engine's counts and tables, no rows */
     dp_status st = DP_OK;
     r->first.buf = dp_malloc(16);

@@ -150,14 +150,14 @@ DP_API dp_status dp_prep_encode_file(const char *dataset_dir, const char *csv_pa
     so.header = !cJSON_IsFalse(get(in, "header")); /* (a zip's later parts repeat it) */
     if ((st = dp_source_open_with(csv_path, &so, &src))) goto done;
     e.name = dp_source_name(src);
+    e.src = src;
     if ((st = csv_chunker_init(&ck, src, 0, o.max_record))) goto done;
     int got;
     if (cJSON_IsFalse(get(in, "header"))) {
         if ((st = names_from_json(get(in, "column_names"), &cols, &ncols, path))) goto done;
         if ((st = csv_chunker_next(&ck, &first, &got))) goto done;
     } else {
-        st = prep_read_header(&ck, &first, &o, e.name, &cols, &ncols, &got);
-        if ((st = csv_error_relocate(src, st))) goto done;
+        if ((st = prep_read_header(&ck, &first, &o, e.name, &cols, &ncols, &got))) goto done;
     }
     if (!got) {
         st = dp_error(DP_E_EMPTY, "%s: empty file (expected %s)", e.name,
@@ -206,7 +206,7 @@ DP_API dp_status dp_prep_encode_file(const char *dataset_dir, const char *csv_pa
     e.predict = 1;
     e.threads = threads > 0 ? threads : omp_get_max_threads();
     if ((st = prep_engine_map(&e))) goto done;
-    if ((st = csv_error_relocate(src, prep_engine_run(&e, &ck, &first, &rows)))) goto done;
+    if ((st = prep_engine_run(&e, &ck, &first, &rows))) goto done;
     if (rows.n == 0) {
         st = dp_error(DP_E_EMPTY, "%s: no records (expected at least one data line)", e.name);
         goto done;

@@ -125,7 +125,7 @@ dp_status prep_read_header(csv_chunker *ck, csv_chunk *first, const dp_csv_optio
             }
             const char *p = first->buf + first->start;
             if (csv_parse_record(&ps, p, first->buf + first->len, f, scratch, &r)) {
-                st = csv_fatal_error(name, p, first->line, &r, o);
+                st = csv_fatal_error_in(ck->src, p, first->line, &r, o);
                 goto done;
             }
             if (!r.blank || r.nfields > cap) break;
@@ -150,12 +150,15 @@ dp_status prep_read_header(csv_chunker *ck, csv_chunk *first, const dp_csv_optio
         names[i][f[i].len] = '\0';
         for (size_t j = 0; j < i; j++) {
             if (strcmp(names[i], names[j]) == 0) {
-                uint64_t l, c;
+                uint64_t l, c, local;
+                const char *where;
                 csv_locate(first->buf + first->start, f[i].off, first->line, &l, &c);
+                dp_source_locate(ck->src, l, &where, &local);
                 st = dp_error(DP_E_SCHEMA,
                               "%s:%llu:%llu: duplicate column name '%s' (also column %zu; "
                               "expected unique names)",
-                              name, (unsigned long long)l, (unsigned long long)c, names[i], j + 1);
+                              where, (unsigned long long)local, (unsigned long long)c, names[i],
+                              j + 1);
                 prep_free_names(names, r.nfields);
                 goto done;
             }
@@ -350,7 +353,8 @@ static void process_chunk(const prep_engine *e, const csv_chunk *c, chunk_out *o
         const char *rec = c->buf + pos;
         csv_rec r;
         if (csv_parse_record(ps, rec, end, w->fields, w->scratch, &r)) {
-            o->status = csv_fatal_error(e->name, rec, line, &r, &e->copt);
+            o->status = e->src ? csv_fatal_error_in(e->src, rec, line, &r, &e->copt)
+                               : csv_fatal_error(e->name, rec, line, &r, &e->copt);
             snprintf(o->msg, sizeof o->msg, "%s", dp_last_error());
             return;
         }
@@ -494,9 +498,8 @@ void prep_note_duplicate(prep_first *f, uint64_t line, uint64_t seen) {
     f->have = 1;
     f->line = line;
     f->col = 1;
-    snprintf(f->detail, sizeof f->detail,
-             "SERIALNO+SPORDER already seen on line %llu (expected each person once)",
-             (unsigned long long)seen);
+    f->seen = seen;
+    snprintf(f->detail, sizeof f->detail, "SERIALNO+SPORDER already seen");
 }
 
 /* Insert a key; 1 if it was new, 0 if seen (then *first_line is where). */

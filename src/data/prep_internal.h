@@ -192,6 +192,8 @@ dp_status prep_npy_write_at(const char *path, uint64_t offset, const void *data,
 typedef struct prep_first {
     int have;
     uint64_t line, col;
+    uint64_t seen; /* a duplicate key: the line where it was first seen (0: not a duplicate);
+                      the message adds "on line N" (a part's line in a zip of several) */
     char detail[200];
 } prep_first;
 
@@ -207,6 +209,8 @@ typedef struct prep_interner {
 /* What the engine reads: set up by the caller, read-only during a run. */
 typedef struct prep_engine {
     const char *name; /* the source, for messages */
+    const dp_source *src; /* where line numbers are located (a zip's part and its line);
+                             NULL: `name` and lines of the stream (ranks other than 0) */
     dp_csv_options copt;
     size_t ncols;    /* fields per record (header columns) */
     char **colnames; /* [ncols] */
