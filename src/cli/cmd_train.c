@@ -934,23 +934,29 @@ static int train(dp_comm *comm, train_args *a, int argc, char **argv) {
         dp_trainer_epsilon(t, &eps);
         dp_train_timings tm;
         dp_trainer_timings(t, &tm);
-        double rate = tm.total > 0 ? (double)ex / tm.total : 0.0;
+        /* this process's speed; a resumed run that was already complete ran no step */
+        char speed[64];
+        if (tm.steps)
+            snprintf(speed, sizeof speed, "%.0f examples/s",
+                     tm.total > 0 ? (double)ex / tm.total : 0.0);
+        else
+            snprintf(speed, sizeof speed, "no step left to run");
         const char *why = dp_trainer_stop_reason(t) == DP_STOP_BUDGET ? " (stopped: the next step "
                                                                         "would exceed the budget)"
                                                                       : "";
         if (priv)
             cli_note("trained %llu steps%s: epsilon %.4g at delta %g (%s accountant), noise "
-                     "multiplier %.4g, clip %.4g; %.0f examples/s; wrote %s",
+                     "multiplier %.4g, clip %.4g; %s; wrote %s",
                      (unsigned long long)dp_trainer_steps_done(t), why, eps, tc->target_delta,
                      dp_accountant_name(tc->accountant), plan->noise_multiplier, plan->sensitivity,
-                     rate, run);
+                     speed, run);
         else if (tc->zero_noise)
             cli_note("trained %llu steps WITHOUT noise (--noise-multiplier 0: clipped, NOT "
-                     "private); %.0f examples/s; wrote %s",
-                     (unsigned long long)dp_trainer_steps_done(t), rate, run);
+                     "private); %s; wrote %s",
+                     (unsigned long long)dp_trainer_steps_done(t), speed, run);
         else
-            cli_note("trained %llu steps WITHOUT privacy (--no-dp); %.0f examples/s; wrote %s",
-                     (unsigned long long)dp_trainer_steps_done(t), rate, run);
+            cli_note("trained %llu steps WITHOUT privacy (--no-dp); %s; wrote %s",
+                     (unsigned long long)dp_trainer_steps_done(t), speed, run);
     }
     goto done;
 fail:
