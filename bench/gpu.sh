@@ -17,7 +17,8 @@
 # If the machine lacks libraries dpsgd links (libsodium, OpenBLAS, cJSON,
 # libzip, Open MPI, pkg-config) and the plain configure fails, the .deb files
 # that `sh bench/gpu_deps.sh` downloaded beforehand (on a machine with apt)
-# into .gpudeps/debs are unpacked into .gpudeps/root and used from there;
+# into .gpudeps/debs are unpacked into /tmp/dpsgd-gpudeps (outside the tree,
+# so a carried .gpudeps stays ~20 MB) and used from there;
 # nothing is installed system-wide. Carry .gpudeps with the call.
 # Exit status: 0 all green; 77 no GPU; otherwise the first failing stage's.
 set -u
@@ -39,7 +40,7 @@ command -v nvcc >/dev/null && nvcc --version | tail -2
 EXTRA=""
 RUNLIB=""
 unpack_debs() {
-    R="$ROOT/.gpudeps/root"
+    R="${TMPDIR:-/tmp}/dpsgd-gpudeps"
     rm -rf "$R" && mkdir -p "$R"
     for f in "$ROOT"/.gpudeps/debs/*.deb; do
         if command -v dpkg >/dev/null; then

@@ -5,7 +5,8 @@
 # OpenBLAS, Open MPI, pkgconf; libssl3 for libzip) into .gpudeps/debs,
 # git-ignored, so that they travel with the working tree to the GPU machine
 # (the device tool: carry [".gpudeps"]), where bench/gpu.sh unpacks
-# them into a private prefix (.gpudeps/root) only if its own configure fails.
+# them into a private prefix (/tmp/dpsgd-gpudeps) only if its own configure
+# fails.
 # About 21 MB. Nothing is installed on either machine.
 set -eu
 cd "$(dirname "$0")/.."
