@@ -229,7 +229,8 @@ DP_API dp_status dp_trainer_create_dist(const dp_dataset *train_shard, const dp_
 DP_API dp_status dp_trainer_resume_dist(const dp_dataset *train_shard, const char *checkpoint_path,
                                         dp_comm *comm, dp_trainer **out);
 /* dp_trainer_resume_dist, then run where `pl` says (NULL: as the checkpoint
- * ran). The combination is checked as dp_trainer_create_dist checks a
+ * ran); collective like it: every rank passes the same placement. The
+ * combination is checked as dp_trainer_create_dist checks a
  * configuration (DP_E_USAGE for nccl without cuda, overlap on cuda; the
  * device's own errors when it cannot run here). */
 DP_API dp_status dp_trainer_resume_placed(const dp_dataset *train_shard,
