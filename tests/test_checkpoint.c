@@ -13,15 +13,7 @@
 #include "dpsgd/dpsgd.h"
 #include "testutil.h"
 
-static char *dir;
-static void setup(void) {
-    dir = tu_tempdir();
-}
-static void teardown(void) {
-    tu_rmrf(dir);
-    free(dir);
-}
-TestSuite(checkpoint, .init = setup, .fini = teardown);
+TestSuite(checkpoint, .init = tu_dir_init, .fini = tu_dir_fini);
 
 static void make(dp_checkpoint *ck, uint64_t *r, size_t np, size_t ns) {
     ck->json = strdup("{\"step\": 42, \"key\": \"secret\"}");
@@ -43,7 +35,7 @@ static void unmake(dp_checkpoint *ck) {
 
 static char *path_of(const char *name) {
     char *p = malloc(4300);
-    snprintf(p, 4300, "%s/%s", dir, name);
+    snprintf(p, 4300, "%s/%s", tu_dir, name);
     return p;
 }
 
@@ -186,7 +178,7 @@ Test(checkpoint, atomic_write_replaces_whole_file_and_leaves_no_temporary) {
     cr_assert_eq(dp_checkpoint_read(p, &back), DP_OK);
     cr_assert_eq(back.n_params, 10);
     dp_checkpoint_free(&back);
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tu_dir);
     struct dirent *e;
     int files = 0;
     while ((e = readdir(d)))

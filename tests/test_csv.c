@@ -15,19 +15,11 @@
 #include "dpsgd/csv.h"
 #include "testutil.h"
 
-static char *dir;
-static void setup(void) {
-    dir = tu_tempdir();
-}
-static void teardown(void) {
-    tu_rmrf(dir);
-    free(dir);
-}
-TestSuite(csv, .init = setup, .fini = teardown);
+TestSuite(csv, .init = tu_dir_init, .fini = tu_dir_fini);
 
 static char *write_tmp(const char *name, const char *data, size_t n) {
     static char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", tu_dir, name);
     cr_assert_eq(tu_write_file(path, data, n), 0);
     return path;
 }

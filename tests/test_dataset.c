@@ -11,8 +11,6 @@
 #include "data/npy.h"
 #include "testutil.h"
 
-static char *dir;
-
 static void write_meta(const char *d, size_t rows, size_t cols, int classes) {
     char path[4200], buf[4096];
     int n = snprintf(buf, sizeof buf,
@@ -32,20 +30,14 @@ static void make(size_t rows, size_t cols, int classes, float **X, int32_t **y, 
     for (size_t i = 0; i < rows * cols; i++) (*X)[i] = (float)tu_normal(seed);
     for (size_t i = 0; i < rows; i++) (*y)[i] = (int32_t)(tu_next(seed) % (uint64_t)classes);
     char path[4200];
-    snprintf(path, sizeof path, "%s/X_train.npy", dir);
+    snprintf(path, sizeof path, "%s/X_train.npy", tu_dir);
     cr_assert_eq(dp_npy_write_f32(path, *X, rows, cols), DP_OK, "%s", dp_last_error());
-    snprintf(path, sizeof path, "%s/y_train.npy", dir);
+    snprintf(path, sizeof path, "%s/y_train.npy", tu_dir);
     cr_assert_eq(dp_npy_write_i32(path, *y, rows), DP_OK, "%s", dp_last_error());
-    write_meta(dir, rows, cols, classes);
+    write_meta(tu_dir, rows, cols, classes);
 }
 
-static void setup(void) { dir = tu_tempdir(); }
-static void teardown(void) {
-    tu_rmrf(dir);
-    free(dir);
-}
-
-TestSuite(dataset, .init = setup, .fini = teardown);
+TestSuite(dataset, .init = tu_dir_init, .fini = tu_dir_fini);
 
 Test(dataset, every_row_range_maps_the_rows_written) {
     uint64_t seed = tu_seed();
@@ -56,7 +48,7 @@ Test(dataset, every_row_range_maps_the_rows_written) {
     size_t ranges[][2] = {{0, SIZE_MAX}, {0, 1}, {1, 2}, {1023, 4097}, {4999, 5000}, {2500, 2500}, {10, 9999}};
     for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
         dp_dataset *ds;
-        cr_assert_eq(dp_dataset_open(dir, "train", ranges[r][0], ranges[r][1], &ds), DP_OK, "%s",
+        cr_assert_eq(dp_dataset_open(tu_dir, "train", ranges[r][0], ranges[r][1], &ds), DP_OK, "%s",
                      dp_last_error());
         size_t b = ranges[r][0], e = ranges[r][1] > rows ? rows : ranges[r][1];
         if (b > e) b = e;
@@ -95,7 +87,7 @@ Test(dataset, numpy_reads_what_dpsgd_writes) {
              "y=np.load('%s/y_train.npy'); assert X.dtype==np.float32 and X.shape==(333,5); "
              "assert y.dtype==np.int32 and y.shape==(333,); "
              "print('%%.6f %%d' %% ((X.astype(np.float64)*np.arange(1,6)).sum(), y.sum()))\"",
-             dir, dir);
+             tu_dir, tu_dir);
     FILE *p = popen(cmd, "r");
     double px = 0;
     long long py = -1;
@@ -109,7 +101,7 @@ Test(dataset, numpy_reads_what_dpsgd_writes) {
 
 static void expect_refused(const char *what, const char *needle) {
     dp_dataset *ds = (dp_dataset *)1;
-    dp_status s = dp_dataset_open(dir, "train", 0, SIZE_MAX, &ds);
+    dp_status s = dp_dataset_open(tu_dir, "train", 0, SIZE_MAX, &ds);
     cr_assert_neq(s, DP_OK, "%s must be refused", what);
     cr_assert_null(ds);
     cr_assert(strstr(dp_last_error(), needle), "%s: message '%s' lacks '%s'", what, dp_last_error(),
@@ -122,7 +114,7 @@ Test(dataset, truncated_foreign_and_inconsistent_files_are_refused) {
     int32_t *y;
     make(100, 4, 2, &X, &y, &seed);
     char path[4200];
-    snprintf(path, sizeof path, "%s/X_train.npy", dir);
+    snprintf(path, sizeof path, "%s/X_train.npy", tu_dir);
     size_t len;
     char *bytes = tu_read_file(path, &len);
     tu_write_file(path, bytes, len - 3);
@@ -130,14 +122,14 @@ Test(dataset, truncated_foreign_and_inconsistent_files_are_refused) {
     tu_write_file(path, "hello, world", 12);
     expect_refused("a foreign X", "not a NumPy");
     tu_write_file(path, bytes, len);
-    write_meta(dir, 101, 4, 2);
+    write_meta(tu_dir, 101, 4, 2);
     expect_refused("rows that disagree with meta.json", "does not match meta.json");
-    write_meta(dir, 100, 4, 2);
+    write_meta(tu_dir, 100, 4, 2);
     y[17] = 2;
-    snprintf(path, sizeof path, "%s/y_train.npy", dir);
+    snprintf(path, sizeof path, "%s/y_train.npy", tu_dir);
     dp_npy_write_i32(path, y, 100);
     expect_refused("a label out of range", "row 17");
-    snprintf(path, sizeof path, "%s/meta.json", dir);
+    snprintf(path, sizeof path, "%s/meta.json", tu_dir);
     tu_write_file(path, "{\"format\":\"other\"}", 18);
     expect_refused("a foreign meta.json", "not a dpsgd dataset");
     tu_write_file(path, "{", 1);

@@ -23,18 +23,10 @@
 #include "dpsgd/prep.h"
 #include "testutil.h"
 
-static char *dir;
-static void setup(void) {
-    dir = tu_tempdir();
-}
-static void teardown(void) {
-    tu_rmrf(dir);
-    free(dir);
-}
-TestSuite(prep, .init = setup, .fini = teardown);
+TestSuite(prep, .init = tu_dir_init, .fini = tu_dir_fini);
 
 static char *in_dir(const char *name) {
-    return tu_path(dir, name);
+    return tu_path(tu_dir, name);
 }
 
 /* A prep run described once, for both dp_prep_run and prep_ref.py. */

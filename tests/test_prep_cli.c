@@ -16,28 +16,14 @@
 #include <unistd.h>
 #include "testutil.h"
 
-static char *dir;
-static void setup(void) {
-    dir = tu_tempdir();
-}
-static void teardown(void) {
-    tu_rmrf(dir);
-    free(dir);
-}
-TestSuite(prep_cli, .init = setup, .fini = teardown);
+TestSuite(prep_cli, .init = tu_dir_init, .fini = tu_dir_fini);
 
 static char *P(const char *name) {
-    return tu_path(dir, name);
+    return tu_path(tu_dir, name);
 }
 
-static void sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert_eq(system(cmd), 0, "command failed: %s", cmd);
-}
+/* a shell command that must succeed */
+#define sh(...) cr_assert_eq(tu_sh(__VA_ARGS__), 0, "command failed: " __VA_ARGS__)
 
 static const char header[] =
     "RT,SERIALNO,SPORDER,AGEP,ESR,SCHL,MAR,SEX,RAC1P,HISP,DIS,CIT,NATIVITY,MIL\n";
@@ -51,7 +37,7 @@ static const char rows[] = "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4\n"
 /* No dataset and no temporary directory left in the test directory. */
 static void assert_nothing_left(const char *out_name) {
     cr_assert(!tu_exists(P(out_name)), "%s was left behind", out_name);
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tu_dir);
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         cr_assert(strstr(e->d_name, ".tmp-") == NULL, "temporary %s left behind", e->d_name);
@@ -195,7 +181,7 @@ Test(prep_cli, crlf_gzip_and_zip_give_the_same_arrays_as_plain) {
     cr_assert(memcmp(arrays(P("d_gz")), want, sizeof want) == 0, ".gz changes the arrays");
     sh("cd '%s' && cp plain.csv psam_p06.csv && echo readme > README.pdf && zip -q csv_pca.zip "
        "psam_p06.csv README.pdf",
-       dir);
+       tu_dir);
     prep_ok("csv_pca.zip", "d_zip", "--split 0.5,0.25,0.25");
     cr_assert(memcmp(arrays(P("d_zip")), want, sizeof want) == 0, ".zip changes the arrays");
     char meta[4200];
@@ -219,7 +205,7 @@ Test(prep_cli, damaged_gzip_and_zip_are_refused) {
     sh("cp '%s' '%s' && printf '%%064d' 0 | dd of='%s' bs=1 seek=2000 conv=notrunc 2>/dev/null",
        P("p.csv.gz"), P("bad.csv.gz"), P("bad.csv.gz"));
     expect_error("bad.csv.gz", NULL, (const char *[]){"bad.csv.gz", "corrupt gzip", NULL});
-    sh("cd '%s' && zip -q p.zip p.csv && head -c 3000 p.zip > cut.zip", dir);
+    sh("cd '%s' && zip -q p.zip p.csv && head -c 3000 p.zip > cut.zip", tu_dir);
     expect_error("cut.zip", NULL, (const char *[]){"cut.zip", "not a readable zip", NULL});
     sh("cp '%s' '%s' && printf '%%064d' 0 | dd of='%s' bs=1 seek=2000 conv=notrunc 2>/dev/null",
        P("p.zip"), P("bad.zip"), P("bad.zip"));
@@ -227,7 +213,7 @@ Test(prep_cli, damaged_gzip_and_zip_are_refused) {
     write_file("a.csv", "x\n", 2);
     write_file("b.csv", "y\n", 2);
     write_file("notes.txt", "z\n", 2);
-    sh("cd '%s' && zip -q none.zip notes.txt && zip -q two.zip a.csv b.csv", dir);
+    sh("cd '%s' && zip -q none.zip notes.txt && zip -q two.zip a.csv b.csv", tu_dir);
     expect_error("none.zip", NULL,
                  (const char *[]){"none.zip", "no .csv file", "expected one", NULL});
     expect_error("two.zip", NULL,
@@ -258,11 +244,11 @@ Test(prep_cli, a_zip_in_parts_gives_the_arrays_and_counts_of_the_whole_file) {
     sh("cd '%s' && head -n 1 all.csv > h && (cat h; sed -n '2,1500p' all.csv) | head -c -1 > "
        "psam_pusa.csv && (cat h; sed -n '1501,$p' all.csv) > psam_pusb.csv && echo pdf > "
        "README.pdf && zip -q csv_pus.zip psam_pusb.csv README.pdf psam_pusa.csv",
-       dir);
+       tu_dir);
     char *whole = report("all.csv", "d_csv", NULL), *parts = report("csv_pus.zip", "d_zip", NULL);
     sh("cd '%s' && for a in X_train X_val X_test y_train y_val y_test; do cmp d_zip/$a.npy "
        "d_csv/$a.npy; done",
-       dir);
+       tu_dir);
     /* the report up to "first", and from "filtered" to "run", are equal */
     const char *f0 = strstr(whole, "\"first\":"), *f1 = strstr(parts, "\"first\":");
     cr_assert(f0 && f1 && f0 - whole == f1 - parts && !memcmp(whole, parts, (size_t)(f0 - whole)),
@@ -289,7 +275,7 @@ Test(prep_cli, first_examples_in_a_later_part_name_it_and_its_line) {
     write_pums("p1.csv", rows);
     write_pums("p2.csv", "P,2023HU0000001,1,35,1,21,1,1,1,01,2,1,1,4\n"
                          "P,2023HU0000009,1,35,1,21,1,7,1,01,2,1,1,4\n");
-    sh("cd '%s' && zip -q f.zip p1.csv p2.csv", dir);
+    sh("cd '%s' && zip -q f.zip p1.csv p2.csv", tu_dir);
     char *o = report("f.zip", "d", NULL);
     char want[2][4400];
     snprintf(want[0], sizeof want[0], "%s:3:", P("f.zip:p2.csv"));
@@ -306,7 +292,7 @@ Test(prep_cli, a_fatal_error_in_a_later_part_names_it_and_its_line) {
                          "P,\"2023HU0000013,1,35,1,21,1,1,1,01,2,1,1,4\n"
                          "P,2023HU0000014,1,35,1,21,1,1,1,01,2,1,1,4\n");
     write_pums("p3.csv", rows);
-    sh("cd '%s' && zip -q q.zip p1.csv p2.csv p3.csv", dir);
+    sh("cd '%s' && zip -q q.zip p1.csv p2.csv p3.csv", tu_dir);
     char where[4400];
     snprintf(where, sizeof where, "%s:4:3: unterminated quoted field", P("q.zip:p2.csv"));
     expect_error("q.zip", NULL, (const char *[]){where, NULL});
@@ -315,7 +301,7 @@ Test(prep_cli, a_fatal_error_in_a_later_part_names_it_and_its_line) {
     memcpy(strstr(t, "AGEP"), "AGEX", 4);
     write_file("p4.csv", t, strlen(t));
     free(t);
-    sh("cd '%s' && zip -q h.zip p1.csv p4.csv", dir);
+    sh("cd '%s' && zip -q h.zip p1.csv p4.csv", tu_dir);
     expect_error("h.zip", NULL,
                  (const char *[]){"h.zip: p4.csv's header differs from p1.csv's at column 4",
                                   "('AGEX' against 'AGEP')", NULL});
@@ -329,7 +315,7 @@ Test(prep_cli, with_columns_every_line_of_every_part_is_a_record) {
     memcpy(want, arrays(P("d_plain")), sizeof want);
     sh("cd '%s' && sed -n '2,4p' plain.csv > c1.csv && sed -n '5,7p' plain.csv > c2.csv && zip -q "
        "c.zip c2.csv c1.csv",
-       dir);
+       tu_dir);
     char cols[256], args[400];
     snprintf(cols, sizeof cols, "%.*s", (int)strlen(header) - 1, header);
     snprintf(args, sizeof args, "--split 0.5,0.25,0.25 --columns %s", cols);
@@ -369,7 +355,7 @@ Test(prep_cli, existing_output_is_refused_unless_forced_and_never_lost) {
               "a failed run changed the dataset");
     prep_ok("p.csv", "ds", "--force --seed 2 --split 0.5,0.5,0");
     cr_assert(memcmp(arrays(P("ds")), before, sizeof before) != 0, "--force did not replace it");
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tu_dir);
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         cr_assert(strstr(e->d_name, ".tmp-") == NULL, "%s left", e->d_name);

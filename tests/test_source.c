@@ -17,29 +17,12 @@
 #include "dpsgd/source.h"
 #include "testutil.h"
 
-static char *dir;
-
-static void setup(void) {
-    dir = tu_tempdir();
-    cr_assert_not_null(dir);
-}
-static void teardown(void) {
-    tu_rmrf(dir);
-    free(dir);
-}
-
 static char *path_in(const char *name) {
-    return tu_path(dir, name);
+    return tu_path(tu_dir, name);
 }
 
-static void sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert_eq(system(cmd), 0, "command failed: %s", cmd);
-}
+/* a shell command that must succeed */
+#define sh(...) cr_assert_eq(tu_sh(__VA_ARGS__), 0, "command failed: " __VA_ARGS__)
 
 /* Random printable CSV-ish text of n bytes with line ends. */
 static char *random_text(uint64_t *rng, size_t n) {
@@ -113,7 +96,7 @@ static void check_roundtrip(const char *path, const char *text, size_t n, dp_sou
     dp_source_close(s);
 }
 
-TestSuite(source, .init = setup, .fini = teardown);
+TestSuite(source, .init = tu_dir_init, .fini = tu_dir_fini);
 
 Test(source, plain_file_reads_back_identically_with_sha256sum_hash) {
     uint64_t rng = tu_seed();
@@ -139,7 +122,7 @@ Test(source, gzip_file_and_concatenated_members_decompress_to_the_text) {
     check_roundtrip(gz, t, n, DP_SOURCE_GZIP);
     /* two members: the first 1000 bytes and the rest, compressed separately */
     sh("head -c 1000 '%s' | gzip -c > '%s/two.gz' && tail -c +1001 '%s' | gzip -c >> '%s/two.gz'",
-       p, dir, p, dir);
+       p, tu_dir, p, tu_dir);
     check_roundtrip(path_in("two.gz"), t, n, DP_SOURCE_GZIP);
     free(t);
 }
@@ -150,7 +133,7 @@ Test(source, zip_with_one_csv_and_a_readme_reads_the_csv) {
     char *t = random_text(&rng, n);
     cr_assert_eq(tu_write_file(path_in("psam_p06.csv"), t, n), 0);
     cr_assert_eq(tu_write_file(path_in("README.pdf"), "%PDF-1.4 not really", 19), 0);
-    sh("cd '%s' && zip -q csv_pca.zip psam_p06.csv README.pdf", dir);
+    sh("cd '%s' && zip -q csv_pca.zip psam_p06.csv README.pdf", tu_dir);
     check_roundtrip(path_in("csv_pca.zip"), t, n, DP_SOURCE_ZIP);
     dp_source *s;
     cr_assert_eq(dp_source_open(path_in("csv_pca.zip"), &s), DP_OK);
@@ -180,7 +163,7 @@ static void expect_open_error(const char *path, dp_status want, const char *need
 
 Test(source, zip_without_csv_is_refused) {
     cr_assert_eq(tu_write_file(path_in("readme.txt"), "hi", 2), 0);
-    sh("mkdir '%s/docs' && cd '%s' && zip -q none.zip readme.txt docs", dir, dir);
+    sh("mkdir '%s/docs' && cd '%s' && zip -q none.zip readme.txt docs", tu_dir, tu_dir);
     expect_open_error(path_in("none.zip"), DP_E_FORMAT, "no .csv file");
 }
 
@@ -223,7 +206,7 @@ static void expect_at(dp_source *s, uint64_t line, const char *name, uint64_t lo
     uint64_t l;
     dp_source_locate(s, line, &got, &l);
     char want[4300];
-    snprintf(want, sizeof want, "%s/%s", dir, name);
+    snprintf(want, sizeof want, "%s/%s", tu_dir, name);
     cr_assert_str_eq(got, want, "line %llu: %s", (unsigned long long)line, got);
     cr_assert_eq(l, local, "line %llu: %s:%llu, expected :%llu", (unsigned long long)line, got,
                  (unsigned long long)l, (unsigned long long)local);
@@ -252,7 +235,7 @@ Test(source, zip_of_three_parts_reads_as_their_concatenation_without_later_heade
     sh("cd '%s' && mkdir -p docs __MACOSX && cp psam_pusa.csv __MACOSX/._psam_pusa.csv && zip -q "
        "csv_pus.zip psam_pusc.csv README.pdf psam_pusa.csv docs __MACOSX/._psam_pusa.csv "
        "psam_pusb.csv",
-       dir);
+       tu_dir);
     size_t n = strlen(a) + 1 + sizes[2];
     char *want = malloc(n + 1);
     sprintf(want, "%s\n%s", a, body[2]);
@@ -306,7 +289,7 @@ Test(source, zip_of_three_parts_reads_as_their_concatenation_without_later_heade
 Test(source, a_part_without_a_final_line_end_is_not_glued_to_the_next) {
     write_text("a.csv", "x,y\n1,2\n3,4"); /* no line end */
     write_text("b.csv", "x,y\n5,6\n7,8"); /* none at the very end either: none added */
-    sh("cd '%s' && zip -q p.zip a.csv b.csv", dir);
+    sh("cd '%s' && zip -q p.zip a.csv b.csv", tu_dir);
     size_t len;
     char *got = read_with(path_in("p.zip"), 1, 3, &len);
     cr_assert_str_eq(got, "x,y\n1,2\n3,4\n5,6\n7,8");
@@ -330,7 +313,7 @@ Test(source, parts_whose_headers_differ_are_refused_naming_both) {
     write_text("psam_pusd.csv", "\xEF\xBB\xBFRT,SERIALNO,AGEP\r\nP,4,32\n");
     sh("cd '%s' && zip -q ab.zip psam_pusa.csv psam_pusb.csv && zip -q ac.zip psam_pusa.csv "
        "psam_pusc.csv && zip -q ad.zip psam_pusa.csv psam_pusd.csv",
-       dir);
+       tu_dir);
     expect_open_error(path_in("ab.zip"), DP_E_FORMAT,
                       "ab.zip: psam_pusb.csv's header differs from psam_pusa.csv's at column 3 "
                       "('AGE' against 'AGEP'); expected parts of one table");
@@ -346,7 +329,7 @@ Test(source, without_a_header_every_line_of_every_part_is_kept) {
     write_text("b.csv", "1,2\n5,6");
     write_text("c.csv", "\xEF\xBB\xBF"
                         "7,8\n");
-    sh("cd '%s' && zip -q p.zip c.csv b.csv a.csv", dir);
+    sh("cd '%s' && zip -q p.zip c.csv b.csv a.csv", tu_dir);
     size_t len;
     char *got = read_with(path_in("p.zip"), 0, 5, &len);
     cr_assert_str_eq(got, "1,2\n3,4\n1,2\n5,6\n7,8\n",
@@ -361,7 +344,7 @@ Test(source, csv_errors_in_a_part_name_the_part_and_its_line) {
     write_text("a.csv", "x,y\n1,2\n3,4\n");
     write_text("b.csv", "x,y\n5,6\n7,\"8\n9,10\n");
     write_text("c.csv", "x,y\n\"11\",12\n");
-    sh("cd '%s' && zip -q p.zip a.csv b.csv c.csv", dir);
+    sh("cd '%s' && zip -q p.zip a.csv b.csv c.csv", tu_dir);
     dp_csv_reader *r;
     cr_assert_eq(dp_csv_open(path_in("p.zip"), NULL, &r), DP_OK, "%s", dp_last_error());
     dp_csv_record rec;
@@ -382,16 +365,16 @@ Test(source, truncated_and_corrupt_gzip_are_refused) {
     size_t n = 200000;
     char *t = random_text(&rng, n);
     cr_assert_eq(tu_write_file(path_in("a.csv"), t, n), 0);
-    sh("gzip -c '%s/a.csv' > '%s/a.csv.gz'", dir, dir);
-    sh("head -c 5000 '%s/a.csv.gz' > '%s/cut.csv.gz'", dir, dir);
+    sh("gzip -c '%s/a.csv' > '%s/a.csv.gz'", tu_dir, tu_dir);
+    sh("head -c 5000 '%s/a.csv.gz' > '%s/cut.csv.gz'", tu_dir, tu_dir);
     expect_open_error(path_in("cut.csv.gz"), DP_E_FORMAT, "truncated gzip");
     /* overwrite 64 bytes in the middle of the deflate data */
     sh("cp '%s/a.csv.gz' '%s/bad.csv.gz' && printf '%%064d' 0 | dd of='%s/bad.csv.gz' bs=1 "
        "seek=3000 conv=notrunc 2>/dev/null",
-       dir, dir, dir);
+       tu_dir, tu_dir, tu_dir);
     expect_open_error(path_in("bad.csv.gz"), DP_E_FORMAT, "corrupt gzip");
     /* garbage after a complete stream */
-    sh("cp '%s/a.csv.gz' '%s/tail.csv.gz' && printf 'xyz' >> '%s/tail.csv.gz'", dir, dir, dir);
+    sh("cp '%s/a.csv.gz' '%s/tail.csv.gz' && printf 'xyz' >> '%s/tail.csv.gz'", tu_dir, tu_dir, tu_dir);
     expect_open_error(path_in("tail.csv.gz"), DP_E_FORMAT, "after the compressed data");
     free(t);
 }
@@ -401,19 +384,19 @@ Test(source, truncated_and_corrupt_zip_are_refused) {
     size_t n = 200000;
     char *t = random_text(&rng, n);
     cr_assert_eq(tu_write_file(path_in("p.csv"), t, n), 0);
-    sh("cd '%s' && zip -q p.zip p.csv", dir);
-    sh("head -c 3000 '%s/p.zip' > '%s/cut.zip'", dir, dir);
+    sh("cd '%s' && zip -q p.zip p.csv", tu_dir);
+    sh("head -c 3000 '%s/p.zip' > '%s/cut.zip'", tu_dir, tu_dir);
     expect_open_error(path_in("cut.zip"), DP_E_FORMAT, "not a readable zip");
     sh("cp '%s/p.zip' '%s/bad.zip' && printf '%%064d' 0 | dd of='%s/bad.zip' bs=1 seek=2000 "
        "conv=notrunc 2>/dev/null",
-       dir, dir, dir);
+       tu_dir, tu_dir, tu_dir);
     expect_open_error(path_in("bad.zip"), DP_E_FORMAT, "corrupt zip member");
     free(t);
 }
 
 Test(source, missing_file_and_directory_are_io_errors) {
     expect_open_error(path_in("nope.csv"), DP_E_IO, "No such file");
-    expect_open_error(dir, DP_E_IO, "is a directory");
+    expect_open_error(tu_dir, DP_E_IO, "is a directory");
 }
 
 /* Files of 8 MiB and more are hashed by a thread of their own: the same

@@ -54,6 +54,11 @@ void cli_print_help(FILE *f, const cli_cmd *cmd);
  * error naming the option and the allowed range is printed and -1 returned. */
 int cli_parse_long(const char *opt, const char *s, long long lo, long long hi, long long *out);
 int cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* --device: "cpu" or "cuda" into *out (else a usage error, -1). */
+int cli_parse_device(const char *s, dp_device_kind *out);
+/* 0 when `dev` can run here; else one line ("--device cuda: no CUDA device
+ * ... (use --device cpu)") and -1. Call before anything is written. */
+int cli_device_ready(dp_device_kind dev);
 /* A probability strictly between 0 and 1 (a decision threshold). */
 int cli_parse_probability(const char *opt, const char *s, double *out);
 /* A comma-separated list of up to `max` doubles / longs. */

@@ -146,13 +146,8 @@ int cmd_eval(int argc, char **argv) {
     const char *run = argv[optind], *dataset = argv[optind + 1];
     if (strcmp(split, "train") && strcmp(split, "val") && strcmp(split, "test"))
         return cli_usage_error("--split expects train, val or test, got '%s'", split);
-    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
-        return cli_usage_error("--device expects cpu or cuda, got '%s'", device);
-    const dp_device_kind dev = strcmp(device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
-    if (dev == DP_DEVICE_CUDA && dp_device_available(dev) != DP_OK) {
-        cli_error("--device cuda: %s (use --device cpu)", dp_last_error());
-        return CLI_BAD_INPUT;
-    }
+    dp_device_kind dev;
+    if (cli_parse_device(device, &dev) || cli_device_ready(dev)) return CLI_BAD_INPUT;
 
     char path[4200];
     snprintf(path, sizeof path, "%s/model.safetensors", run);

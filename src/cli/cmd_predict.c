@@ -81,13 +81,8 @@ int cmd_predict(int argc, char **argv) {
     }
     if (argc - optind != 2) return cli_usage_error("expected RUN and INPUT.csv");
     if (!out) return cli_usage_error("-o FILE is required");
-    if (strcmp(device, "cpu") && strcmp(device, "cuda"))
-        return cli_usage_error("--device expects cpu or cuda, got '%s'", device);
-    const dp_device_kind dev = strcmp(device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
-    if (dev == DP_DEVICE_CUDA && dp_device_available(dev) != DP_OK) {
-        cli_error("--device cuda: %s (use --device cpu)", dp_last_error());
-        return CLI_BAD_INPUT;
-    }
+    dp_device_kind dev;
+    if (cli_parse_device(device, &dev) || cli_device_ready(dev)) return CLI_BAD_INPUT;
     const char *run = argv[optind], *input = argv[optind + 1];
     if (!force && access(out, F_OK) == 0) {
         cli_error("%s exists (use --force to overwrite it)", out);

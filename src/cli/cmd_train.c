@@ -686,9 +686,7 @@ static int parse(int argc, char **argv, train_args *a) {
                                argv[optind + 1 < argc ? optind + 1 : 0]);
     a->dataset = argv[optind];
     if (!a->run) return cli_usage_error("-o RUN is required");
-    if (strcmp(a->device, "cpu") && strcmp(a->device, "cuda"))
-        return cli_usage_error("--device expects cpu or cuda, got '%s'", a->device);
-    a->cfg.device = strcmp(a->device, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
+    if (cli_parse_device(a->device, &a->cfg.device)) return CLI_BAD_INPUT;
     if (a->pl.device >= 0) a->pl.device = (int)a->cfg.device;
     /* on --resume the device may come from the checkpoint: the trainer
      * checks the combination */
@@ -700,10 +698,7 @@ static int parse(int argc, char **argv, train_args *a) {
                                "once, on the device)");
     /* Before anything is created: a build without the backend, or a machine
      * without a GPU, is one line and no run directory. */
-    if (a->cfg.device == DP_DEVICE_CUDA && dp_device_available(DP_DEVICE_CUDA) != DP_OK) {
-        cli_error("--device cuda: %s (train with --device cpu)", dp_last_error());
-        return CLI_BAD_INPUT;
-    }
+    if (cli_device_ready(a->cfg.device)) return CLI_BAD_INPUT;
     if (a->resume && a->force) return cli_usage_error("--resume and --force exclude each other");
     if (a->have_batch && a->have_rate)
         return cli_usage_error("give --batch-size or --sample-rate, not both");

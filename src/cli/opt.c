@@ -91,6 +91,21 @@ int cli_parse_double(const char *opt, const char *s, double lo, double hi, doubl
     return 0;
 }
 
+int cli_parse_device(const char *s, dp_device_kind *out) {
+    if (strcmp(s, "cpu") && strcmp(s, "cuda")) {
+        cli_usage_error("--device expects cpu or cuda, got '%s'", s);
+        return -1;
+    }
+    *out = strcmp(s, "cuda") ? DP_DEVICE_CPU : DP_DEVICE_CUDA;
+    return 0;
+}
+
+int cli_device_ready(dp_device_kind dev) {
+    if (dev == DP_DEVICE_CPU || dp_device_available(dev) == DP_OK) return 0;
+    cli_error("--device cuda: %s (use --device cpu)", dp_last_error());
+    return -1;
+}
+
 int cli_parse_probability(const char *opt, const char *s, double *out) {
     double v;
     if (cli_parse_double(opt, s, 0, 1, &v)) return -1;

@@ -110,6 +110,24 @@ __device__ __forceinline__ double warp_sum_d(double v) {
     return v;
 }
 
+/* One row's logits, by the warp: z[j] += b[j] in place, and the largest
+ * (0 when it is not finite: the subtraction before exp must not make every
+ * term NaN; a NaN logit is lost by the comparisons but still reaches the
+ * exponential sum, and so the loss, which the clip kernel checks). */
+__device__ __forceinline__ float add_bias_max(float *z, const float *b, int k, int lane) {
+    float m = -INFINITY;
+    for (int j = lane; j < k; j += 32) {
+        float v = z[j] + b[j];
+        z[j] = v;
+        m = v > m ? v : m;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float t = __shfl_xor_sync(0xffffffffu, m, o);
+        m = t > m ? t : m;
+    }
+    return isfinite(m) ? m : 0.0f;
+}
+
 __device__ __forceinline__ int warp_row(void) {
     return (int)(blockIdx.x * WARPS_PER_BLOCK + threadIdx.x / 32);
 }
@@ -221,19 +239,7 @@ __global__ void loss_kernel(float *__restrict__ Z, const float *__restrict__ b,
         }
         return;
     }
-    float m = -INFINITY;
-    for (int j = lane; j < k; j += 32) {
-        float v = z[j] + b[j];
-        z[j] = v;
-        m = v > m ? v : m;
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float t = __shfl_xor_sync(0xffffffffu, m, o);
-        m = t > m ? t : m;
-    }
-    /* a NaN logit is lost by the comparisons above; it still reaches the
-     * sum below and so the loss, which the clip kernel checks */
-    if (!isfinite(m)) m = 0.0f;
+    const float m = add_bias_max(z, b, k, lane);
     double se = 0.0;
     for (int j = lane; j < k; j += 32)
         se += (double)expf(z[j] - m);
@@ -264,17 +270,7 @@ __global__ void softmax_kernel(float *__restrict__ Z, const float *__restrict__ 
     int r = warp_row(), lane = threadIdx.x & 31;
     if (r >= rows) return;
     float *z = Z + (size_t)r * k;
-    float m = -INFINITY;
-    for (int j = lane; j < k; j += 32) {
-        float v = z[j] + b[j];
-        z[j] = v;
-        m = v > m ? v : m;
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float t = __shfl_xor_sync(0xffffffffu, m, o);
-        m = t > m ? t : m;
-    }
-    if (!isfinite(m)) m = 0.0f;
+    const float m = add_bias_max(z, b, k, lane);
     double se = 0.0;
     for (int j = lane; j < k; j += 32) {
         float e = expf(z[j] - m);

@@ -462,12 +462,16 @@ dp_status prep_feature_finalize(prep_feature *f, dp_prep_stats stats, const prep
         f->impute_num = nk == 1 ? (double)mid[0] : ((double)mid[0] + (double)mid[1]) / 2;
         f->impute_origin = PREP_FROM_DATA;
     } else {
-        f->impute = PREP_IMPUTE_MIDPOINT;
-        f->impute_num = (f->lo + f->hi) / 2;
-        f->impute_origin = f->scale_origin;
+        prep_impute_midpoint(f);
     }
     f->ncols = 1 + (size_t)f->blank_na;
     return DP_OK;
+}
+
+void prep_impute_midpoint(prep_feature *f) {
+    f->impute = PREP_IMPUTE_MIDPOINT;
+    f->impute_num = (f->lo + f->hi) / 2;
+    f->impute_origin = f->scale_origin;
 }
 
 void prep_feature_encode(const prep_feature *f, prep_cell cell, float *x) {

@@ -172,9 +172,7 @@ dp_status prep_dp_finalize(prep_feature *f, const prep_dp *dp, uint64_t stream,
             f->impute_num = prep_dp_bin_value(f, nb, (size_t)k);
             f->impute_origin = PREP_FROM_DATA;
         } else {
-            f->impute = PREP_IMPUTE_MIDPOINT;
-            f->impute_num = (f->lo + f->hi) / 2;
-            f->impute_origin = f->scale_origin;
+            prep_impute_midpoint(f);
         }
         f->ncols = 1 + (size_t)f->blank_na;
     }

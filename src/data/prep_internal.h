@@ -112,6 +112,9 @@ dp_status prep_feature_finalize(prep_feature *f, dp_prep_stats stats, const prep
                                 size_t n, size_t stride, size_t col0, dp_comm *comm);
 /* Write the feature's columns of one row (x[col0 .. col0 + ncols), already 0). */
 void prep_feature_encode(const prep_feature *f, prep_cell cell, float *x);
+/* A numeric feature's imputation when no statistic of the data is used:
+ * the midpoint of its scaling range, from wherever that range came. */
+void prep_impute_midpoint(prep_feature *f);
 /* Append the names of its columns ("AGEP", "SCHL=01", "SCHL=missing"). */
 dp_status prep_feature_column_names(const prep_feature *f, cJSON *names);
 cJSON *prep_feature_to_json(const prep_feature *f);

@@ -688,6 +688,15 @@ static dp_status share_key(dp_trainer *t) {
     return dp_key_from_os(&t->key_share);
 }
 
+/* The last part of creating or resuming, on every rank: the device, this
+ * rank's noise-share key, the noise pump; agreed across the ranks. */
+static dp_status ready(dp_trainer *t, dp_comm *comm) {
+    dp_status st = dev_open(t);
+    if (st == DP_OK) st = share_key(t);
+    if (st == DP_OK) st = start(t);
+    return agree(comm, st);
+}
+
 DP_API dp_status dp_trainer_create_dist(const dp_dataset *ds, const dp_train_config *cfg,
                                         dp_comm *comm, dp_trainer **out) {
     *out = NULL;
@@ -697,10 +706,7 @@ DP_API dp_status dp_trainer_create_dist(const dp_dataset *ds, const dp_train_con
     if (st == DP_OK) {
         t->plan.noise_std = t->plan.noise_multiplier * t->plan.sensitivity;
         dp_mlp_init(t->mlp, t->init_seed);
-        st = dev_open(t);
-        if (st == DP_OK) st = share_key(t);
-        if (st == DP_OK) st = start(t);
-        st = agree(comm, st);
+        st = ready(t, comm);
     }
     if (st != DP_OK) {
         dp_trainer_destroy(t);
@@ -1597,12 +1603,7 @@ DP_API dp_status dp_trainer_resume_placed(const dp_dataset *ds, const char *path
             st = dp_error(DP_E_FORMAT, "%s: the ranks read different checkpoints", path);
         }
     }
-    if (st == DP_OK) {
-        st = dev_open(t);
-        if (st == DP_OK) st = share_key(t);
-        if (st == DP_OK) st = start(t);
-        st = agree(comm, st);
-    }
+    if (st == DP_OK) st = ready(t, comm);
     if (st != DP_OK) {
         dp_trainer_destroy(t);
         return st;

@@ -52,6 +52,32 @@ char *tu_tempdir(void) {
     return path;
 }
 
+char *tu_dir;
+
+void tu_dir_init(void) {
+    tu_dir = tu_tempdir();
+    if (!tu_dir) {
+        fprintf(stderr, "testutil: cannot make a temporary directory\n");
+        abort();
+    }
+}
+
+void tu_dir_fini(void) {
+    tu_rmrf(tu_dir);
+    free(tu_dir);
+    tu_dir = NULL;
+}
+
+int tu_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof cmd) return -1;
+    return system(cmd);
+}
+
 void tu_rmrf(const char *path) {
     if (!path || !*path || strcmp(path, "/") == 0) return;
     char cmd[4200];

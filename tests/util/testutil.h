@@ -21,6 +21,15 @@ double tu_normal(uint64_t *state);
 char *tu_tempdir(void);
 void tu_rmrf(const char *path);
 
+/* One temporary directory per test, tu_dir:
+ * TestSuite(name, .init = tu_dir_init, .fini = tu_dir_fini). */
+extern char *tu_dir;
+void tu_dir_init(void);
+void tu_dir_fini(void);
+
+/* system() of the formatted command line: its status (0: success). */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Write `len` bytes to `path`; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
 /* Read a whole file (NUL-terminated); NULL on failure; *len may be NULL. */
