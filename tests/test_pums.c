@@ -78,7 +78,7 @@ Test(pums, find_returns_null_for_unknown_names) {
 
 Test(pums, esr_codes_are_1_to_6_with_blank_under_16) {
     for (int c = 1; c <= 6; c++) {
-        char s[4];
+        char s[12];
         snprintf(s, sizeof s, "%d", c);
         cr_assert(ok("ESR", s), "ESR %s", s);
     }
@@ -90,7 +90,7 @@ Test(pums, esr_codes_are_1_to_6_with_blank_under_16) {
 
 Test(pums, schl_codes_are_01_to_24_and_leading_zero_is_optional) {
     for (int c = 1; c <= 24; c++) {
-        char a[4], b[4];
+        char a[12], b[12];
         snprintf(a, sizeof a, "%02d", c);
         snprintf(b, sizeof b, "%d", c);
         cr_assert(ok("SCHL", a), "SCHL %s", a);
@@ -105,7 +105,7 @@ Test(pums, schl_codes_are_01_to_24_and_leading_zero_is_optional) {
 
 Test(pums, agep_is_0_to_99_and_never_blank) {
     for (int a = 0; a <= 99; a++) {
-        char s[4];
+        char s[12];
         snprintf(s, sizeof s, "%d", a);
         cr_assert(ok("AGEP", s), "AGEP %s", s);
     }

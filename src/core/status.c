@@ -57,6 +57,13 @@ dp_status dp_error_prefix(dp_status status, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old[0] ? old : dp_status_str(status));
+    /* the prefix, then as much of the earlier message as fits */
+    const char *rest = old[0] ? old : dp_status_str(status);
+    size_t n = (size_t)snprintf(last_error, sizeof last_error, "%s: ", prefix);
+    if (n < sizeof last_error) {
+        size_t len = DP_MIN(strlen(rest), sizeof last_error - 1 - n);
+        memcpy(last_error + n, rest, len);
+        last_error[n + len] = '\0';
+    }
     return status;
 }
